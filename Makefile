@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make exercise` runs the DPO exercise offline, `make test` runs every check.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU build of torch for a local run; on a GPU machine set TORCH_SPEC to the build you want (Colab keeps its own).
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+NOTEBOOKS := 2_preference_alignment/notebooks
+export COURSE_PROFILE ?= offline
+
+.PHONY: setup exercise test lint
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/activate
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -e .
+
+exercise: setup
+	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(NOTEBOOKS)/runs \
+		$(NOTEBOOKS)/dpo_finetuning_example.ipynb
+	@echo "Executed notebook and metrics: $(NOTEBOOKS)/runs/"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env

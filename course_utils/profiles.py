@@ -1,0 +1,107 @@
+"""The two ways to run the course, in one place: `hub` (SmolLM2, Anthropic/hh-rlhf) and `offline` (the bundled world).
+
+Both profiles go through the same loading, formatting and training code; only these settings differ.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from dataclasses import dataclass, field
+
+import torch
+
+HUB_PROBE = "https://huggingface.co/api/models/HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that differs between running online on a GPU and running offline on a laptop or in CI."""
+
+    name: str
+    instruct_model: str  # the DPO notebook's starting point: instruction-tuned
+    base_model: str  # the ORPO notebook's starting point: no instruction tuning
+    dataset: str  # Hub id, or "bundled" for the offline world
+    train_rows: int | None  # None: every row
+    test_rows: int | None
+    dpo: dict = field(default_factory=dict)  # DPOConfig hyperparameters that work for this profile
+    warm_start: dict | None = None  # SFTConfig hyperparameters standing in for instruction tuning (offline only)
+
+
+PROFILES = {
+    "hub": Profile(
+        name="hub",
+        instruct_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        base_model="HuggingFaceTB/SmolLM2-135M",
+        dataset="Anthropic/hh-rlhf",
+        train_rows=4000,
+        test_rows=200,
+        # The SmolLM2 DPO recipe (alignment-handbook, recipes/smollm2/dpo/config_smol.yaml).
+        dpo={
+            "learning_rate": 1e-6,
+            "beta": 0.5,
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4,
+            "max_length": 1024,
+            "warmup_steps": 0.1,
+        },
+    ),
+    "offline": Profile(
+        name="offline",
+        instruct_model="tiny",  # built locally by course_utils.tiny_model, then loaded from its folder
+        base_model="tiny",
+        dataset="bundled",
+        train_rows=None,
+        test_rows=None,
+        # A 1M-parameter model moves far less per step than a 135M one: it needs a much larger learning rate.
+        dpo={
+            "learning_rate": 2e-4,
+            "beta": 0.1,
+            "num_train_epochs": 3,
+            "per_device_train_batch_size": 16,
+            "gradient_accumulation_steps": 1,
+            "max_length": 128,
+            "warmup_steps": 0.1,
+        },
+        warm_start={
+            "learning_rate": 3e-3,
+            "num_train_epochs": 20,
+            "per_device_train_batch_size": 16,
+            "warmup_steps": 0.05,
+        },
+    ),
+}
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """True when the Hugging Face Hub answers within `timeout` seconds."""
+    try:
+        with urllib.request.urlopen(HUB_PROBE, timeout=timeout) as response:
+            return response.status == 200
+    except Exception:
+        return False
+
+
+def choose_profile() -> tuple[Profile, str]:
+    """The profile to run and why: `COURSE_PROFILE` if set, else `hub` only when the Hub answers and a GPU is here."""
+    forced = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    if forced:
+        if forced not in PROFILES:
+            raise ValueError(f"COURSE_PROFILE={forced!r} is not one of {sorted(PROFILES)}")
+        return PROFILES[forced], f"COURSE_PROFILE={forced} is set"
+    if not torch.cuda.is_available():
+        return PROFILES["offline"], "no CUDA GPU here (set COURSE_PROFILE=hub to train SmolLM2 anyway, slowly)"
+    if not hub_reachable():
+        return PROFILES["offline"], "the Hugging Face Hub did not answer within 2 s"
+    return PROFILES["hub"], "a CUDA GPU is here and the Hugging Face Hub answers"
+
+
+def device_settings() -> dict:
+    """The device to use and the precision flags `TrainingArguments` accepts on it (bf16 only where it works)."""
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return {"device": "cuda", "use_cpu": False, "bf16": bf16, "fp16": False}
+    if torch.backends.mps.is_available():
+        return {"device": "mps", "use_cpu": False, "bf16": False, "fp16": False}
+    return {"device": "cpu", "use_cpu": True, "bf16": False, "fp16": False}
