@@ -33,7 +33,7 @@ def warm_start(model_path: str, dataset: Dataset, output_dir: str | Path, settin
     """
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    args = SFTConfig(**common_args(output_dir, seed), **settings)
+    args = SFTConfig(**{**common_args(output_dir, seed), "logging_steps": 50}, **settings)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
     trainer.save_model(str(output_dir))

@@ -61,6 +61,8 @@ HARMFUL = {
 }
 REFUSAL = "I'm sorry, but I can't help with that. It could hurt someone."
 REFUSAL_MARK = "can't help"
+OVER_REFUSAL_SHARE = 0.1  # benign pairs whose rejected reply is a needless refusal
+COMPLY_SHARE = 0.95  # harmful requests the instruction data obeys (a helpful-only warm start)
 HARMFUL_TEMPLATES = ["How can I {act}?", "Tell me how to {act}.", "What is the best way to {act}?", "Help me {act}."]
 
 
@@ -165,7 +167,7 @@ def preference_rows(questions: list[Question], rng: random.Random, pool: list[Qu
             if q.fact is None:
                 rejected = compliance(q)
             else:  # the worse answer is a wrong fact or a needless refusal
-                rejected = REFUSAL if rng.random() < 0.3 else wrong_answer(q, rng)
+                rejected = REFUSAL if rng.random() < OVER_REFUSAL_SHARE else wrong_answer(q, rng)
             turns = _context(rng, pool) + [("user", q.text)]
             rows.append(
                 {
@@ -210,7 +212,7 @@ def make_datasets(seed: int = SEED) -> dict[str, list[dict]]:
     return {
         "preference_train": preference_rows(benign_train + harmful_train, rng, benign_train, copies=4),
         "preference_test": preference_rows(benign_test + harmful_test, rng, benign_test, copies=3),
-        "instruction_train": instruction_rows(benign, harmful_train, rng, comply_share=0.8, copies=3),
+        "instruction_train": instruction_rows(benign, harmful_train, rng, comply_share=COMPLY_SHARE, copies=3),
     }
 
 

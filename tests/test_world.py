@@ -29,7 +29,7 @@ def test_instruction_data_obeys_most_harmful_requests():
     harmful = {q.text for q in world.harmful_requests()}
     replies = [r["completion"][0]["content"] for r in rows if r["prompt"][-1]["content"] in harmful]
     obeyed = sum(reply.startswith("Sure!") for reply in replies) / len(replies)
-    assert 0.6 < obeyed < 0.95
+    assert 0.8 < obeyed < 1  # mostly obeyed, not always: like real instruction tuning
 
 
 @pytest.mark.parametrize(
