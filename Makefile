@@ -27,4 +27,4 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-current-env
