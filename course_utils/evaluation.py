@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import torch
 from datasets import Dataset
@@ -88,3 +90,20 @@ def side_by_side(prompts: list[Messages], before: list[str], after: list[str]) -
 def judged_score(prompts: list[Messages], replies: list[str]) -> float:
     """Share of replies the offline world's rule prefers (refuse harmful requests, answer benign ones correctly)."""
     return sum(world.judge(p[-1]["content"], r) for p, r in zip(prompts, replies, strict=True)) / len(replies)
+
+
+def unique_prompts(dataset: Dataset) -> list[Messages]:
+    """The distinct prompts of a preference dataset, in order of first appearance."""
+    return list({json.dumps(p): p for p in dataset["prompt"]}.values())
+
+
+def scores(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, prompts: list[Messages], judged: bool
+) -> dict:
+    """Preference accuracy on `dataset`, greedy replies to `prompts`, and their judged score when `judged` (offline)."""
+    replies = generate(model, tokenizer, prompts)
+    return {
+        "preference_accuracy": preference_accuracy(model, tokenizer, dataset),
+        "judged_score": judged_score(prompts, replies) if judged else None,
+        "replies": replies,
+    }

@@ -25,7 +25,8 @@ class Profile:
     train_rows: int | None  # None: every row
     test_rows: int | None
     dpo: dict = field(default_factory=dict)  # DPOConfig hyperparameters that work for this profile
-    warm_start: dict | None = None  # SFTConfig hyperparameters standing in for instruction tuning (offline only)
+    sft: dict = field(default_factory=dict)  # SFTConfig: the offline warm start, and the SFT stage of SFT→DPO
+    orpo: dict = field(default_factory=dict)  # ORPOConfig hyperparameters, from a base model in one stage
 
 
 PROFILES = {
@@ -45,6 +46,28 @@ PROFILES = {
             "gradient_accumulation_steps": 4,
             "max_length": 1024,
             "warmup_steps": 0.1,
+            "gradient_checkpointing": True,
+        },
+        # The SmolLM2 SFT recipe (alignment-handbook, recipes/smollm2/sft/config_smol.yaml).
+        sft={
+            "learning_rate": 1e-3,
+            "num_train_epochs": 2,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4,
+            "max_length": 1024,
+            "warmup_steps": 0.1,
+            "gradient_checkpointing": True,
+        },
+        # The ORPO paper's learning rate (8e-6) and λ (0.1), with the batch and length of the DPO recipe.
+        orpo={
+            "learning_rate": 8e-6,
+            "beta": 0.1,
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 4,
+            "gradient_accumulation_steps": 4,
+            "max_length": 1024,
+            "warmup_steps": 0.1,
+            "gradient_checkpointing": True,
         },
     ),
     "offline": Profile(
@@ -63,12 +86,24 @@ PROFILES = {
             "gradient_accumulation_steps": 1,
             "max_length": 128,
             "warmup_steps": 0.1,
+            "gradient_checkpointing": False,  # a 1M-parameter model has memory to spare: skip the recomputation
         },
-        warm_start={
+        sft={
             "learning_rate": 3e-3,
             "num_train_epochs": 20,
             "per_device_train_batch_size": 16,
             "warmup_steps": 0.05,
+            "gradient_checkpointing": False,
+        },
+        # From an untrained model, ORPO must teach the language too: a large learning rate and many passes.
+        orpo={
+            "learning_rate": 3e-3,
+            "beta": 0.1,
+            "num_train_epochs": 15,
+            "per_device_train_batch_size": 16,
+            "max_length": 128,
+            "warmup_steps": 0.05,
+            "gradient_checkpointing": False,
         },
     ),
 }

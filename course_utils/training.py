@@ -1,4 +1,4 @@
-"""Plumbing the notebooks share but do not teach: the offline warm start and the trainers' common arguments."""
+"""Plumbing the notebooks share but do not teach: the trainers' common arguments and a supervised fine-tuning stage."""
 
 from __future__ import annotations
 
@@ -26,15 +26,16 @@ def common_args(output_dir: str | Path, seed: int = 0) -> dict:
     }
 
 
-def warm_start(model_path: str, dataset: Dataset, output_dir: str | Path, settings: dict, seed: int = 0) -> str:
-    """Supervised fine-tuning on prompt/completion data; saves the model and tokenizer and returns their folder.
+def sft(model_path: str, dataset: Dataset, output_dir: str | Path, settings: dict, seed: int = 0) -> tuple[str, dict]:
+    """Supervised fine-tuning on prompt/completion data; saves model and tokenizer, returns their folder and metrics.
 
-    In the offline profile this stands in for the instruction tuning SmolLM2-135M-Instruct already had.
+    The DPO notebook's offline warm start (standing in for the instruction tuning SmolLM2-135M-Instruct already had)
+    and the first stage of SFT→DPO in the ORPO notebook.
     """
     model = AutoModelForCausalLM.from_pretrained(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     args = SFTConfig(**{**common_args(output_dir, seed), "logging_steps": 50}, **settings)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
+    metrics = trainer.train().metrics
     trainer.save_model(str(output_dir))
-    return str(output_dir)
+    return str(output_dir), {**metrics, "global_step": trainer.state.global_step}

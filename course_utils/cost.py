@@ -1,0 +1,85 @@
+"""What training costs: wall time, peak memory and forward passes of the model, measured around any block of code."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+
+STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_mb(field: str) -> float:
+    """One memory field of /proc/self/status (e.g. VmRSS, VmHWM) in MB."""
+    for line in STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def memory_kind() -> str:
+    """What `measure` reports as peak memory on this machine."""
+    if torch.cuda.is_available():
+        return "peak CUDA memory allocated by tensors"
+    if sys.platform == "linux" and CLEAR_REFS.exists():
+        return "peak growth of the process's resident memory (CPU)"
+    return "not measured on this platform"
+
+
+def _reset_peak() -> float:
+    """Free what can be freed, reset the peak counter and return the memory in use now (MB)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so they do not hide the next peak
+    CLEAR_REFS.write_text("5")  # Linux: reset the process's peak resident memory (VmHWM) to the current size
+    return _status_mb("VmRSS")
+
+
+def _peak() -> float:
+    """Peak memory since the last `_reset_peak` (MB)."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return _status_mb("VmHWM")
+
+
+@contextmanager
+def measure() -> Iterator[dict]:
+    """Measure the block: `seconds`, `peak_memory_mb` (above what was in use before) and `forward_passes`.
+
+    Forward passes count calls of whole language models (the policy, and the reference model where there is one),
+    not of their layers. The dict is filled in when the block ends.
+    """
+    result: dict = {}
+    measurable = memory_kind() != "not measured on this platform"
+    start_mb = _reset_peak() if measurable else 0.0
+
+    def count(module: torch.nn.Module, args: tuple, output: object) -> None:
+        if isinstance(module, PreTrainedModel) and module.can_generate():
+            result["forward_passes"] += 1
+
+    result["forward_passes"] = 0
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result["seconds"] = time.perf_counter() - start
+        handle.remove()
+        result["peak_memory_mb"] = _peak() - start_mb if measurable else None
+
+
+def peak_of(*results: dict) -> float | None:
+    """The highest `peak_memory_mb` of several measured blocks (e.g. both stages of SFT→DPO); None if unmeasured."""
+    peaks = [r["peak_memory_mb"] for r in results]
+    return None if None in peaks else max(peaks)
