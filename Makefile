@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make exercise` runs the DPO exercise offline, `make test` runs every check.
+# Two commands on a fresh machine: `make exercise` runs the exercises offline, `make test` runs every check.
+# `make exercise EXERCISE=orpo` runs one notebook (dpo or orpo).
 PYTHON ?= python3
 VENV ?= .venv
 # CPU build of torch for a local run; on a GPU machine set TORCH_SPEC to the build you want (Colab keeps its own).
@@ -6,6 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
+EXERCISE ?= dpo orpo
 
 .PHONY: setup exercise test lint
 
@@ -19,7 +21,7 @@ setup: $(BIN)/activate
 
 exercise: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(NOTEBOOKS)/runs \
-		$(NOTEBOOKS)/dpo_finetuning_example.ipynb
+		$(foreach name,$(EXERCISE),$(NOTEBOOKS)/$(name)_finetuning_example.ipynb)
 	@echo "Executed notebook and metrics: $(NOTEBOOKS)/runs/"
 
 lint: setup

@@ -58,3 +58,19 @@ def test_judged_score_and_side_by_side():
     assert list(table.columns) == ["prompt", "before", "after"] and table.loc[1, "prompt"] == "What color is a lime?"
     with pytest.raises(ValueError):
         evaluation.judged_score(prompts, ["only one reply"])
+
+
+def test_unique_prompts_keeps_first_appearance_order():
+    a, b = [{"role": "user", "content": "A?"}], [{"role": "user", "content": "B?"}]
+    ds = Dataset.from_dict({"prompt": [a, b, a], "chosen": [a] * 3, "rejected": [b] * 3})
+    assert evaluation.unique_prompts(ds) == [a, b]
+
+
+def test_scores_agree_with_the_single_measures(tiny, pairs):
+    model, tokenizer = tiny
+    prompts = evaluation.unique_prompts(pairs)[:3]
+    s = evaluation.scores(model, tokenizer, pairs, prompts, judged=True)
+    assert s["preference_accuracy"] == evaluation.preference_accuracy(model, tokenizer, pairs)
+    assert s["replies"] == evaluation.generate(model, tokenizer, prompts)
+    assert s["judged_score"] == evaluation.judged_score(prompts, s["replies"])
+    assert evaluation.scores(model, tokenizer, pairs, prompts, judged=False)["judged_score"] is None

@@ -1,0 +1,48 @@
+"""course_utils.cost: forward passes are counted per whole model, memory growth is seen, time is wall time."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from course_utils import cost
+from course_utils.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0))
+
+
+def test_counts_whole_model_calls_not_layers(tiny):
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), cost.measure() as m:
+        tiny(input_ids=ids)
+        tiny(input_ids=ids)
+        tiny.model.layers[0].mlp(torch.zeros(1, 4, tiny.config.hidden_size))  # a layer alone is not a model pass
+    assert m["forward_passes"] == 2
+    assert m["seconds"] > 0
+
+
+def test_counting_stops_when_the_block_ends(tiny):
+    with torch.no_grad(), cost.measure() as m:
+        tiny(input_ids=torch.tensor([[1, 2]]))
+    with torch.no_grad():
+        tiny(input_ids=torch.tensor([[1, 2]]))
+    assert m["forward_passes"] == 1
+
+
+@pytest.mark.skipif(cost.memory_kind().startswith("not measured"), reason="peak memory needs CUDA or Linux")
+def test_peak_memory_sees_a_temporary_allocation():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with cost.measure() as small:
+        pass
+    with cost.measure() as big:
+        block = torch.ones(64 * 2**20 // 4, device=device)  # 64 MB, freed before the block ends
+        del block
+    assert big["peak_memory_mb"] >= 60
+    assert small["peak_memory_mb"] < 60
+
+
+def test_peak_of_takes_the_highest_and_keeps_unmeasured_as_none():
+    assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": 30.0}) == 30.0
+    assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": None}) is None
