@@ -19,6 +19,16 @@ PANELS = {
 }
 
 
+def _finish(fig: plt.Figure, title: str, path: str | Path | None) -> plt.Figure:
+    """Add the title, tighten the layout and save the figure as PNG when `path` is given."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def series(log_history: list[dict], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) of one logged metric, e.g. `series(history, "eval_rewards/margins")`."""
     points = [(h["step"], float(h[key])) for h in log_history if key in h and "step" in h]
@@ -46,12 +56,7 @@ def plot_training(
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(fig, title, path)
 
 
 def plot_sweep(sweep: list[dict], title: str = "", path: str | Path | None = None) -> plt.Figure:
@@ -69,10 +74,7 @@ def plot_sweep(sweep: list[dict], title: str = "", path: str | Path | None = Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "ORPO: the loss weight λ", fontsize=10)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(fig, "", path)
 
 
 COMPARISON_PANELS = {
@@ -96,9 +98,4 @@ def plot_comparison(comparison: dict[str, dict], title: str = "", path: str | Pa
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(COMPARISON_PANELS[key], fontsize=9)
         ax.margins(y=0.2)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return _finish(fig, title, path)
