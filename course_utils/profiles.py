@@ -13,6 +13,15 @@ import torch
 
 HUB_PROBE = "https://huggingface.co/api/models/HuggingFaceTB/SmolLM2-135M-Instruct"
 
+# What the hub recipes share: 16 sequences (pairs) per optimizer update, HH-RLHF-length inputs, checkpointing on.
+HUB_BATCH = {
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 4,
+    "max_length": 1024,
+    "warmup_steps": 0.1,
+    "gradient_checkpointing": True,
+}
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -42,32 +51,20 @@ PROFILES = {
             "learning_rate": 1e-6,
             "beta": 0.5,
             "num_train_epochs": 1,
-            "per_device_train_batch_size": 4,
-            "gradient_accumulation_steps": 4,
-            "max_length": 1024,
-            "warmup_steps": 0.1,
-            "gradient_checkpointing": True,
+            **HUB_BATCH,
         },
         # The SmolLM2 SFT recipe (alignment-handbook, recipes/smollm2/sft/config_smol.yaml).
         sft={
             "learning_rate": 1e-3,
             "num_train_epochs": 2,
-            "per_device_train_batch_size": 4,
-            "gradient_accumulation_steps": 4,
-            "max_length": 1024,
-            "warmup_steps": 0.1,
-            "gradient_checkpointing": True,
+            **HUB_BATCH,
         },
         # The ORPO paper's learning rate (8e-6) and λ (0.1), with the batch and length of the DPO recipe.
         orpo={
             "learning_rate": 8e-6,
             "beta": 0.1,
             "num_train_epochs": 1,
-            "per_device_train_batch_size": 4,
-            "gradient_accumulation_steps": 4,
-            "max_length": 1024,
-            "warmup_steps": 0.1,
-            "gradient_checkpointing": True,
+            **HUB_BATCH,
         },
     ),
     "offline": Profile(
