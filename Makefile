@@ -9,7 +9,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup exercise test lint
+.PHONY: setup exercise figures test lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ exercise: setup
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(NOTEBOOKS)/runs \
 		$(foreach name,$(EXERCISE),$(NOTEBOOKS)/$(name)_finetuning_example.ipynb)
 	@echo "Executed notebook and metrics: $(NOTEBOOKS)/runs/"
+
+# After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
+figures: setup
+	$(BIN)/python -m course_utils.figures
 
 lint: setup
 	$(BIN)/ruff check .

@@ -99,3 +99,29 @@ def plot_comparison(comparison: dict[str, dict], title: str = "", path: str | Pa
         ax.set_title(COMPARISON_PANELS[key], fontsize=9)
         ax.margins(y=0.2)
     return _finish(fig, title, path)
+
+
+def plot_dpo_loss(
+    betas: list[float], margin: float = 20.0, title: str = "", path: str | Path | None = None
+) -> plt.Figure:
+    """The DPO loss of one pair against its log-ratio margin, one curve per β, next to the weight its gradient gets."""
+    import torch  # only this plot needs torch
+
+    from course_utils.losses import dpo_loss
+
+    margins = torch.linspace(-margin, margin, 401)
+    zeros = torch.zeros_like(margins)
+    fig, (loss_ax, weight_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for beta in betas:
+        # Per pair: policy log-ratio of the chosen reply = margin, of the rejected reply = 0.
+        losses = [dpo_loss(m.view(1), zeros[:1], zeros[:1], zeros[:1], beta=beta).item() for m in margins]
+        loss_ax.plot(margins, losses, label=f"β = {beta:g}")
+        weight_ax.plot(margins, beta * torch.sigmoid(-beta * margins), label=f"β = {beta:g}")
+    loss_ax.set_title("DPO loss of one pair", fontsize=10)
+    weight_ax.set_title("Weight of its gradient: β·σ(-β·m)", fontsize=10)
+    for ax in (loss_ax, weight_ax):
+        ax.set_xlabel("margin m = log π/π_ref (chosen) - log π/π_ref (rejected)")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _finish(fig, title, path)

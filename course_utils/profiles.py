@@ -59,9 +59,10 @@ PROFILES = {
             "num_train_epochs": 2,
             **HUB_BATCH,
         },
-        # The ORPO paper's learning rate (8e-6) and λ (0.1), with the batch and length of the DPO recipe.
+        # The ORPO authors' learning rate and λ for Mistral-ORPO-β (xfactlab/orpo, scripts/run_mistral_orpo_beta.sh),
+        # with the batch and length of the DPO recipe.
         orpo={
-            "learning_rate": 8e-6,
+            "learning_rate": 5e-6,
             "beta": 0.1,
             "num_train_epochs": 1,
             **HUB_BATCH,

@@ -1,0 +1,125 @@
+"""The lessons' figures and measured tables, drawn from the notebooks' runs by the course's own code.
+
+Run `make exercise` (both notebooks, offline), then `python -m course_utils.figures`: it writes the images and
+`measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->` markers in the
+lessons. Tests check that the committed tables match `measured.json` and that its numbers match every fresh run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+from course_utils import plotting
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "2_preference_alignment"
+IMAGES = MODULE / "images"
+RUNS = MODULE / "notebooks" / "runs"
+MEASURED = IMAGES / "measured.json"
+BETAS = [0.1, 0.5, 1.0]
+BLOCK = re.compile(r"<!-- measured:(?P<name>[\w-]+) -->\n.*?<!-- /measured -->", re.S)
+
+
+def hardware() -> str:
+    """The machine a run's timings come from, in words (GPU name, or CPU architecture and core count)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def collect(runs: Path = RUNS) -> dict:
+    """What the lessons quote, read from the notebooks' `metrics.json` (offline profile)."""
+    dpo = json.loads((runs / "dpo-offline" / "metrics.json").read_text())
+    orpo = json.loads((runs / "orpo-offline" / "metrics.json").read_text())
+    return {"hardware": hardware(), "dpo": dpo, "orpo": orpo}
+
+
+def tables(measured: dict) -> dict[str, str]:
+    """The Markdown table of each `<!-- measured:name -->` block, from `measured.json`."""
+    dpo, orpo = measured["dpo"], measured["orpo"]
+    o, s = orpo["comparison"]["orpo"], orpo["comparison"]["sft_dpo"]
+    sweep_rows = [
+        f"| {p['lambda']:g} | {p['preference_accuracy']:.3f} | {p['judged_score']:.3f} | {p['nll']:.3f} |"
+        for p in orpo["sweep"]
+    ]
+    return {
+        "dpo": "\n".join(
+            [
+                f"| measure ({dpo['profile']} profile) | before DPO | after DPO |",
+                "|---|---|---|",
+                f"| held-out preference accuracy | {dpo['preference_accuracy_before']:.3f} "
+                f"| {dpo['preference_accuracy_after']:.3f} |",
+                f"| judged score (declines harmful requests, answers benign ones correctly) "
+                f"| {dpo['judged_score_before']:.3f} | {dpo['judged_score_after']:.3f} |",
+                f"| TRL's eval reward margin | — | {dpo['eval_rewards_margins']:.3f} |",
+            ]
+        ),
+        "orpo-sweep": "\n".join(
+            [
+                "| λ | held-out preference accuracy | judged score | held-out NLL of chosen replies |",
+                "|---|---|---|---|",
+                *sweep_rows,
+            ]
+        ),
+        "orpo-comparison": "\n".join(
+            [
+                f"| {orpo['profile']} profile, one run on {measured['hardware']} | ORPO | SFT→DPO |",
+                "|---|---|---|",
+                f"| held-out preference accuracy | {o['preference_accuracy']:.3f} | {s['preference_accuracy']:.3f} |",
+                f"| judged score | {o['judged_score']:.3f} | {s['judged_score']:.3f} |",
+                f"| forward passes per optimizer step | {o['forward_passes_per_step']:g} "
+                f"| {s['forward_passes_per_step']:g} |",
+                f"| optimizer steps | {o['steps']} | {s['steps']} |",
+                f"| total training time (s) | {o['train_runtime_s']:.1f} | {s['train_runtime_s']:.1f} |",
+                f"| time per step, ORPO vs the DPO stage (s) | {o['step_time_s']:.3f} | {s['step_time_s']:.3f} |",
+                f"| peak memory, growth of resident memory (MB) | {o['peak_memory_mb']:.0f} "
+                f"| {s['peak_memory_mb']:.0f} |",
+            ]
+        ),
+    }
+
+
+def fill_tables(text: str, measured: dict) -> str:
+    """`text` with every measured block replaced by its table; raise on a block name `tables` does not know."""
+    known = tables(measured)
+
+    def fill(match: re.Match) -> str:
+        name = match["name"]
+        if name not in known:
+            raise KeyError(f"unknown measured block {name!r}; known: {sorted(known)}")
+        return f"<!-- measured:{name} -->\n{known[name]}\n<!-- /measured -->"
+
+    return BLOCK.sub(fill, text)
+
+
+def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
+    """The lessons' three figures as PNG files."""
+    orpo = measured["orpo"]
+    label = f"{orpo['profile']} profile, {measured['hardware']}"
+    paths = [out_dir / "dpo_loss_vs_margin.png", out_dir / "orpo_lambda_sweep.png", out_dir / "orpo_vs_sft_dpo.png"]
+    plotting.plot_dpo_loss(BETAS, path=paths[0])
+    plotting.plot_sweep(orpo["sweep"], title=f"ORPO: the loss weight λ ({orpo['profile']} profile)", path=paths[1])
+    plotting.plot_comparison(orpo["comparison"], title=f"ORPO vs SFT→DPO, measured in one run ({label})", path=paths[2])
+    return paths
+
+
+def main() -> None:
+    """Regenerate `measured.json`, the figures and the lessons' tables from the latest notebook runs."""
+    measured = collect()
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    MEASURED.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for path in draw(measured):
+        print(path)
+    for lesson in sorted(MODULE.glob("*.md")):
+        text = lesson.read_text(encoding="utf-8")
+        lesson.write_text(fill_tables(text, measured), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

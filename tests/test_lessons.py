@@ -1,0 +1,199 @@
+"""The lessons: every Python block runs, every link, image and badge resolves, every measured number is our own.
+
+Python blocks run offline against the pinned libraries: each lesson's blocks run in order in one namespace (like a
+notebook), in a temporary folder, with the Hub ids they name replaced by local stand-ins (the offline tiny model,
+and the bundled preference set laid out like `Anthropic/hh-rlhf`). Lessons whose code is the same (translations
+differ from English only in comments) run once.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from course_utils import figures, losses
+from course_utils.tiny_model import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "2_preference_alignment"
+LESSONS = sorted([*MODULE.glob("*.md"), *ROOT.glob("translations/*/2_preference_alignment/*.md")])
+MARKDOWN = sorted([ROOT / "README.md", *LESSONS, *ROOT.glob("translations/*/*.md")])
+REPO = "smol-course/smol-preference-alignment"
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)|(?:href|src)=\"([^\"]+)\"")
+COLAB = re.compile(r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/main/([^\s\"')]+)")
+HUB_IDS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M", "Anthropic/hh-rlhf")
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The code of every ```python block of a Markdown file, in order."""
+    return PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))
+
+
+def code_key(blocks: list[str]) -> tuple[str, ...]:
+    """What the blocks do, ignoring comments and layout: equal keys run the same code."""
+    keys = []
+    for block in blocks:
+        try:
+            keys.append(ast.dump(ast.parse(block)))
+        except SyntaxError:
+            keys.append(block)  # run it anyway, so the syntax error is reported against this file
+    return tuple(keys)
+
+
+def lessons_with_code() -> list[Path]:
+    """One lesson per distinct sequence of Python blocks (English first, so it is the one that runs)."""
+    seen, chosen = set(), []
+    for path in sorted(LESSONS, key=lambda p: ("translations" in p.parts, p)):
+        blocks = python_blocks(path)
+        if blocks and code_key(blocks) not in seen:
+            seen.add(code_key(blocks))
+            chosen.append(path)
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def hub_standins(tmp_path_factory) -> dict[str, str]:
+    """Local folders that stand in for the Hub ids the lessons load."""
+    base = tmp_path_factory.mktemp("hub")
+    model = str(build_tiny_model(base / "tiny"))
+    dataset = base / "hh-rlhf"
+    (dataset / "harmless-base").mkdir(parents=True)
+    for split in ("train", "test"):
+        shutil.copy(ROOT / "course_utils" / "offline_data" / f"preference_{split}.jsonl", dataset / "harmless-base")
+        (dataset / "harmless-base" / f"preference_{split}.jsonl").rename(dataset / "harmless-base" / f"{split}.jsonl")
+    return {HUB_IDS[0]: model, HUB_IDS[1]: model, HUB_IDS[2]: str(dataset)}
+
+
+def offline(code: str, standins: dict[str, str]) -> str:
+    """The code with every quoted Hub id replaced by its local stand-in."""
+    for hub_id, local in standins.items():
+        code = code.replace(f'"{hub_id}"', repr(local))
+    return code
+
+
+def test_every_lesson_exists_and_has_code():
+    assert {p.name for p in MODULE.glob("*.md")} == {"README.md", "dpo.md", "orpo.md"}
+    for name in ("dpo.md", "orpo.md"):
+        assert len(python_blocks(MODULE / name)) >= 3, f"{name} should show working code"
+
+
+@pytest.mark.parametrize("lesson", lessons_with_code(), ids=rel)
+def test_python_blocks_run(lesson, hub_standins, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # output_dir="…" of the snippets lands here
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    namespace: dict = {"__name__": "__lesson__"}
+    for number, block in enumerate(python_blocks(lesson), start=1):
+        try:
+            exec(compile(offline(block, hub_standins), f"{rel(lesson)} block {number}", "exec"), namespace)
+        except Exception as error:
+            raise AssertionError(f"{rel(lesson)}: Python block {number} failed: {error!r}") from error
+
+
+@pytest.mark.parametrize("name", ["dpo_loss", "orpo_loss", "_log1mexp"])
+def test_loss_shown_in_lessons_is_the_tested_code(name):
+    source = inspect.getsource(getattr(losses, name))
+    shown = [b for path in LESSONS for b in python_blocks(path) if f"def {name}(" in b]
+    assert shown, f"no lesson shows {name}"
+    for block in shown:
+        assert ast.dump(ast.parse(source).body[0]) in [ast.dump(node) for node in ast.parse(block).body], (
+            f"the {name} a lesson shows differs from course_utils/losses.py"
+        )
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """GitHub's anchors for the headings of a Markdown file, plus explicit `id="…"` anchors (also in notebooks)."""
+    text = path.read_text(encoding="utf-8")
+    anchors = set(re.findall(r'id=\\?"([^"\\]+)\\?"', text))
+    for heading in re.findall(r"^#{1,6} (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), re.M):
+        anchors.add(re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def local_targets(path: Path) -> list[str]:
+    """Every link and image target of a Markdown file that is not a web address."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    targets = [a or b for a, b in LINK.findall(text)]
+    return [t for t in targets if not re.match(r"(https?|mailto):", t)]
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=rel)
+def test_relative_links_and_images_resolve(path):
+    for target in local_targets(path):
+        file_part, _, anchor = target.partition("#")
+        resolved = (path.parent / file_part).resolve() if file_part else path
+        assert resolved.exists(), f"{rel(path)} links to {target}, which does not exist"
+        if anchor and resolved.suffix in (".md", ".ipynb"):
+            assert anchor in heading_anchors(resolved), f"{rel(path)} links to #{anchor}, not in {resolved.name}"
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=rel)
+def test_colab_badges_point_at_notebooks_in_this_repository(path):
+    for repo, notebook in COLAB.findall(path.read_text(encoding="utf-8")):
+        assert repo == REPO, f"{rel(path)}: a Colab link points at {repo}, not {REPO}"
+        assert (ROOT / notebook).is_file(), f"{rel(path)}: a Colab link points at {notebook}, which does not exist"
+
+
+def test_module_readme_offers_every_notebook_in_colab():
+    linked = {notebook for _, notebook in COLAB.findall((MODULE / "README.md").read_text(encoding="utf-8"))}
+    assert linked == {rel(p) for p in (MODULE / "notebooks").glob("*.ipynb")}
+
+
+def test_the_checks_catch_a_broken_link_and_badge(tmp_path):
+    bad = tmp_path / "bad.md"
+    bad.write_text(
+        "[gone](missing.md) ![img](images/nope.png) "
+        "[colab](https://colab.research.google.com/github/other/repo/blob/main/x.ipynb)",
+        encoding="utf-8",
+    )
+    assert local_targets(bad) == ["missing.md", "images/nope.png"]
+    assert COLAB.findall(bad.read_text()) == [("other/repo", "x.ipynb")]
+
+
+def test_lesson_tables_are_generated_from_measured_json():
+    measured = json.loads(figures.MEASURED.read_text(encoding="utf-8"))
+    for lesson in sorted(MODULE.glob("*.md")):
+        text = lesson.read_text(encoding="utf-8")
+        assert figures.fill_tables(text, measured) == text, (
+            f"{rel(lesson)}: a measured table differs from measured.json; run `python -m course_utils.figures`"
+        )
+    names = {m["name"] for lesson in MODULE.glob("*.md") for m in figures.BLOCK.finditer(lesson.read_text())}
+    assert names == set(figures.tables(measured)), "every measured table appears in a lesson"
+
+
+def without_timings(value):
+    """A metrics structure without the fields that vary between runs (times `*_s`, memory `*_mb`)."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not k.endswith(("_s", "_mb"))}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("run", ["dpo", "orpo"])
+def test_measured_numbers_are_those_of_a_fresh_notebook_run(run):
+    """`make test` runs the notebooks first; the lessons' numbers must be what they measure now."""
+    fresh_path = figures.RUNS / f"{run}-offline" / "metrics.json"
+    if not fresh_path.exists():
+        pytest.fail(f"{fresh_path} is missing: execute the notebooks first (`make test` does, with nbval)")
+    committed = json.loads(figures.MEASURED.read_text(encoding="utf-8"))[run]
+    fresh = json.loads(fresh_path.read_text(encoding="utf-8"))
+    assert without_timings(committed) == without_timings(fresh), (
+        "the notebook now measures other numbers: run `python -m course_utils.figures` and review the lessons"
+    )
+
+
+def test_fill_tables_rejects_an_unknown_block():
+    measured = json.loads(figures.MEASURED.read_text(encoding="utf-8"))
+    with pytest.raises(KeyError, match="unknown measured block 'nope'"):
+        figures.fill_tables("<!-- measured:nope -->\nold\n<!-- /measured -->", measured)
