@@ -171,10 +171,15 @@ def our_orpo_parts(trainer, batch) -> tuple[torch.Tensor, ...]:
     return nll, reply_nll, chosen, rejected
 
 
+def trl_orpo_loss(trainer, batch) -> float:
+    """The loss TRL's ORPOTrainer computes on the batch."""
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, batch).item()
+
+
 def test_orpo_loss_matches_trl(orpo):
     trainer, batch = orpo
-    with torch.no_grad():
-        trl_loss = trainer.compute_loss(trainer.model, batch).item()
+    trl_loss = trl_orpo_loss(trainer, batch)
     nll, _, chosen, rejected = our_orpo_parts(trainer, batch)
     ours = orpo_loss(nll, chosen, rejected, lam=trainer.beta).item()
     print(f"ORPO lam={trainer.beta}: TRL {trl_loss:.7f}, ours {ours:.7f}, |diff| {abs(ours - trl_loss):.2e}")
@@ -188,8 +193,7 @@ def test_orpo_loss_matches_trl(orpo):
 
 def test_trl_orpo_nll_includes_the_prompt(orpo):
     trainer, batch = orpo
-    with torch.no_grad():
-        trl_loss = trainer.compute_loss(trainer.model, batch).item()
+    trl_loss = trl_orpo_loss(trainer, batch)
     _, reply_nll, chosen, rejected = our_orpo_parts(trainer, batch)
     ours = orpo_loss(reply_nll, chosen, rejected, lam=trainer.beta).item()
     assert abs(ours - trl_loss) > 1e-2, "a reply-only NLL matches TRL too?"
