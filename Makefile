@@ -9,7 +9,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup exercise figures test lint
+.PHONY: setup exercise figures bench test lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ exercise: setup
 # After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
 figures: setup
 	$(BIN)/python -m course_utils.figures
+
+# The cost of a training step, every method side by side in one run; rewrites benchmarks/results/ and the lesson table.
+bench: setup
+	$(BIN)/python benchmarks/bench.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -22,6 +22,7 @@ MODULE = ROOT / "2_preference_alignment"
 IMAGES = MODULE / "images"
 RUNS = MODULE / "notebooks" / "runs"
 MEASURED = IMAGES / "measured.json"
+BENCHMARKS = ROOT / "benchmarks" / "results"  # `benchmarks/bench.py` writes here; `cost-<file stem>` blocks quote it
 BETAS = [0.1, 0.5, 1.0]
 BLOCK = re.compile(r"<!-- measured:(?P<name>[\w-]+) -->\n.*?<!-- /measured -->", re.S)
 
@@ -40,15 +41,40 @@ def collect(runs: Path = RUNS) -> dict:
     return {"hardware": hardware(), "dpo": dpo, "orpo": orpo}
 
 
+def cost_table(bench: dict) -> str:
+    """The benchmark's results as a Markdown table: absolute numbers, and ratios to the recipe measured in one run."""
+    head = (
+        f"| {bench['arch']} model ({bench['parameters'] / 1e6:.1f}M parameters), {bench['precision']}, "
+        f"one run on {bench['hardware']}; memory: {bench['memory']} | s per step | tokens/s | peak memory (MB) "
+        "| time per step vs recipe | tokens/s vs recipe | memory vs recipe | trained parameters |"
+    )
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    for name, r in bench["variants"].items():
+        memory = "—" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"
+        memory_ratio = "—" if r["memory_ratio"] is None else f"{r['memory_ratio']:.2f}×"
+        rows.append(
+            f"| {name} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {memory} | {r['step_time_ratio']:.2f}× "
+            f"| {r['tokens_per_s_ratio']:.2f}× | {memory_ratio} | {r['trainable_params'] / 1e6:.2f}M |"
+        )
+    return "\n".join(rows)
+
+
+def benchmark_tables(results: Path = BENCHMARKS) -> dict[str, str]:
+    """One `cost-<stem>` table per benchmark result file (e.g. `cost-tiny-cpu`)."""
+    return {f"cost-{p.stem}": cost_table(json.loads(p.read_text())) for p in sorted(results.glob("*.json"))}
+
+
 def tables(measured: dict) -> dict[str, str]:
-    """The Markdown table of each `<!-- measured:name -->` block, from `measured.json`."""
+    """The Markdown table of each `<!-- measured:name -->` block, from `measured.json` and the benchmark results."""
     dpo, orpo = measured["dpo"], measured["orpo"]
     o, s = orpo["comparison"]["orpo"], orpo["comparison"]["sft_dpo"]
+    full, lora = dpo["full_vs_lora"]["full"], dpo["full_vs_lora"]["lora"]
     sweep_rows = [
         f"| {p['lambda']:g} | {p['preference_accuracy']:.3f} | {p['judged_score']:.3f} | {p['nll']:.3f} |"
         for p in orpo["sweep"]
     ]
     return {
+        **benchmark_tables(),
         "dpo": "\n".join(
             [
                 f"| measure ({dpo['profile']} profile) | before DPO | after DPO |",
@@ -58,6 +84,20 @@ def tables(measured: dict) -> dict[str, str]:
                 f"| judged score (declines harmful requests, answers benign ones correctly) "
                 f"| {dpo['judged_score_before']:.3f} | {dpo['judged_score_after']:.3f} |",
                 f"| TRL's eval reward margin | — | {dpo['eval_rewards_margins']:.3f} |",
+            ]
+        ),
+        "dpo-lora": "\n".join(
+            [
+                f"| {dpo['profile']} profile, one run on {measured['hardware']} | full DPO | DPO with LoRA r = 16 |",
+                "|---|---|---|",
+                f"| trained parameters | {full['trainable_params'] / 1e6:.2f}M | {lora['trainable_params'] / 1e6:.2f}M |",
+                "| separate reference model in memory | yes | no: the adapters switched off |",
+                f"| held-out preference accuracy after | {full['preference_accuracy_after']:.3f} "
+                f"| {lora['preference_accuracy_after']:.3f} |",
+                f"| judged score after | {full['judged_score_after']:.3f} | {lora['judged_score_after']:.3f} |",
+                f"| training time (s) | {full['train_runtime_s']:.1f} | {lora['train_runtime_s']:.1f} |",
+                f"| peak memory, growth of resident memory (MB) | {full['peak_memory_mb']:.0f} "
+                f"| {lora['peak_memory_mb']:.0f} |",
             ]
         ),
         "orpo-sweep": "\n".join(
@@ -109,6 +149,14 @@ def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
     return paths
 
 
+def refresh_lessons() -> None:
+    """Rewrite every measured table in the English lessons from `measured.json` and the benchmark results."""
+    measured = json.loads(MEASURED.read_text(encoding="utf-8"))
+    for lesson in sorted(MODULE.glob("*.md")):
+        text = lesson.read_text(encoding="utf-8")
+        lesson.write_text(fill_tables(text, measured), encoding="utf-8")
+
+
 def main() -> None:
     """Regenerate `measured.json`, the figures and the lessons' tables from the latest notebook runs."""
     measured = collect()
@@ -116,9 +164,7 @@ def main() -> None:
     MEASURED.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for path in draw(measured):
         print(path)
-    for lesson in sorted(MODULE.glob("*.md")):
-        text = lesson.read_text(encoding="utf-8")
-        lesson.write_text(fill_tables(text, measured), encoding="utf-8")
+    refresh_lessons()
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ def plot_dpo_loss(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _finish(fig, title, path)
+
+
+def plot_cost(bench: dict, path: str | Path | None = None) -> plt.Figure:
+    """The benchmark's variants as horizontal bars: tokens per second and peak memory, as ratios to the recipe."""
+    names = list(bench["variants"])[::-1]  # first variant on top
+    panels = {"tokens_per_s_ratio": "tokens per second vs recipe", "memory_ratio": "peak memory vs recipe"}
+    panels = {k: v for k, v in panels.items() if all(bench["variants"][n][k] is not None for n in names)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.45 * len(names) + 1.4), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels.items(), strict=True):
+        bars = ax.barh(names, [bench["variants"][n][key] for n in names], color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f×", fontsize=8)
+        ax.axvline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(label, fontsize=10)
+        ax.margins(x=0.2)
+    for ax in axes.flat[1:]:
+        ax.set_yticklabels([])
+    title = f"{bench['arch']} model, {bench['precision']}, one run on {bench['hardware']}"
+    return _finish(fig, title, path)

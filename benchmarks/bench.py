@@ -1,0 +1,263 @@
+"""What a training step costs: SFT, DPO (plain, precomputed reference, LoRA) and ORPO on the same batches.
+
+    python benchmarks/bench.py                     # tiny model on a CPU; SmolLM2-135M's shapes on a GPU
+    python benchmarks/bench.py --arch smollm2-135m # choose the shapes yourself
+    python benchmarks/bench.py --steps 1 --out /tmp/bench --no-lesson   # a quick smoke run
+
+Every variant trains the same randomly initialised model (built from a config: no download) on the same synthetic
+pairs, whose lengths follow HH-RLHF's, for the same optimizer steps. It reports the median time per optimizer step,
+tokens per second, peak memory, and each of them as a ratio to the recommended recipe, all measured in one run. The
+results go to `benchmarks/results/<arch>-<device>.{json,md,png}`, and the lesson table that quotes that file is
+rewritten (`course_utils.figures`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from peft import LoraConfig  # noqa: E402
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback, set_seed  # noqa: E402
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
+from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
+
+from course_utils import cost, figures, plotting, tiny_model  # noqa: E402
+from course_utils.profiles import HUB_BATCH, ORIGINAL_BATCH, device_settings  # noqa: E402
+
+RESULTS = figures.ROOT / "benchmarks" / "results"
+ARCHS = {
+    "tiny": tiny_model.SIZES["tiny"],  # the offline profile's model
+    # HuggingFaceTB/SmolLM2-135M's config.json: the same shapes, random weights.
+    "smollm2-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "rope_theta": 100000.0,
+    },
+}
+# Token lengths like HH-RLHF's: log-normal, with the median and spread of 200 harmless-base rows (characters / 4).
+LENGTHS = {"prompt": (90, 0.87), "chosen": (26, 0.95), "rejected": (38, 0.73)}
+PAIRS_PER_UPDATE = 16  # every variant: 16 pairs per optimizer step, as in the hub recipes
+LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def build_model(arch: str, out_dir: Path) -> Path:
+    """Save a randomly initialised Llama model with the shapes of `arch` (and the course tokenizer) to `out_dir`."""
+    tokenizer = tiny_model.train_tokenizer()
+    shapes = {"vocab_size": len(tokenizer), **ARCHS[arch]}  # SmolLM2's vocabulary is larger: its ids cover ours
+    config = LlamaConfig(
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **shapes,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def synthetic_pairs(tokenizer, n: int, seed: int = 0) -> Dataset:
+    """`n` prompt/chosen/rejected rows of random tokens whose lengths follow `LENGTHS` (1 to 1400 tokens)."""
+    rng = random.Random(seed)
+    first = len(tiny_model.SPECIAL_TOKENS)  # never emit the special tokens
+
+    def text(part: str) -> str:
+        median, sigma = LENGTHS[part]
+        length = min(1400, max(1, round(rng.lognormvariate(math.log(median), sigma))))
+        return tokenizer.decode([rng.randrange(first, len(tokenizer)) for _ in range(length)])
+
+    return Dataset.from_list([{part: text(part) for part in LENGTHS} for _ in range(n)])
+
+
+def variants(precision: dict) -> dict[str, dict]:
+    """Each variant: the trainer, its settings, and extra trainer arguments; the recipe is the hub profile's."""
+    recipe = {**HUB_BATCH, **precision}
+    original = {**ORIGINAL_BATCH, "bf16": False, "fp16": False}  # the original module: fp32 throughout
+    return {
+        "dpo (recipe)": {"trainer": "dpo", "settings": recipe},
+        "dpo (original settings)": {"trainer": "dpo", "settings": original},
+        "dpo, no checkpointing": {"trainer": "dpo", "settings": {**recipe, "gradient_checkpointing": False}},
+        "dpo, precomputed reference": {"trainer": "dpo", "settings": {**recipe, "precompute_ref_log_probs": True}},
+        "dpo, LoRA r=16": {"trainer": "dpo", "settings": recipe, "peft_config": LORA},
+        "orpo": {"trainer": "orpo", "settings": recipe},
+        "sft (chosen replies)": {"trainer": "sft", "settings": recipe},
+    }
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of every optimizer step, and when the first one began."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.first_step_at: float | None = None
+        self._start = 0.0
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._start = self._now()
+        self.first_step_at = self.first_step_at or self._start
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(self._now() - self._start)
+
+
+def _trainer(variant: dict, model_path: Path, pairs: Dataset, steps: int, out_dir: Path, tokenizer):
+    """The variant's trainer, configured for `steps` optimizer steps of `PAIRS_PER_UPDATE` pairs."""
+    device = device_settings()
+    settings = dict(variant["settings"])
+    common = {
+        "output_dir": str(out_dir),
+        "max_steps": steps,
+        "learning_rate": 1e-6,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "disable_tqdm": True,
+        "seed": 0,
+        "use_cpu": device["use_cpu"],
+        "include_num_input_tokens_seen": "non_padding",
+        **settings,
+    }
+    assert common["per_device_train_batch_size"] * common["gradient_accumulation_steps"] == PAIRS_PER_UPDATE
+    model = LlamaForCausalLM.from_pretrained(model_path)  # fp32 weights; bf16/fp16 only as autocast
+    if variant["trainer"] == "sft":  # the same prompts, trained on the chosen reply only
+        sft_rows = pairs.rename_column("chosen", "completion").remove_columns("rejected")
+        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=sft_rows, processing_class=tokenizer)
+    if variant["trainer"] == "orpo":
+        return ORPOTrainer(model=model, args=ORPOConfig(**common), train_dataset=pairs, processing_class=tokenizer)
+    return DPOTrainer(
+        model=model,
+        args=DPOConfig(**common),
+        train_dataset=pairs,
+        processing_class=tokenizer,
+        peft_config=variant.get("peft_config"),
+    )
+
+
+def tokens_per_pair(tokenizer, pairs: Dataset, trainer: str, max_length: int) -> list[int]:
+    """Real (non-padding) tokens each pair puts through the policy: prompt + reply, both replies for DPO and ORPO."""
+    replies = ["chosen"] if trainer == "sft" else ["chosen", "rejected"]
+    lengths = {k: [len(ids) for ids in tokenizer(list(pairs[k]))["input_ids"]] for k in ["prompt", *replies]}
+    return [
+        sum(min(lengths["prompt"][i] + lengths[k][i] + 1, max_length) for k in replies)  # + 1: the EOS TRL appends
+        for i in range(len(pairs))
+    ]
+
+
+def run_variant(variant: dict, model_path: Path, pairs: Dataset, steps: int, out_dir: Path, tokenizer) -> dict:
+    """Train one variant for `steps` + 1 optimizer steps (the first is warm-up) and measure it."""
+    set_seed(0)
+    timer = StepTimer()
+    with cost.measure() as measured:
+        started = time.perf_counter()
+        trainer = _trainer(variant, model_path, pairs, steps + 1, out_dir, tokenizer)
+        trainer.add_callback(timer)
+        trainer.train()
+    timed = timer.times[1:]  # skip the warm-up step: allocator, kernels and caches settle there
+    tokens = sum(tokens_per_pair(tokenizer, pairs, variant["trainer"], trainer.args.max_length))
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    step_s = statistics.median(timed)
+    return {
+        "settings": {**variant["settings"], "lora": "peft_config" in variant},
+        "step_s": step_s,
+        "tokens_per_step": tokens / (steps + 1),
+        "tokens_per_s": tokens / (steps + 1) / step_s,
+        "peak_memory_mb": measured["peak_memory_mb"],
+        "setup_s": timer.first_step_at - started,  # loading, tokenizing, and the reference pass when precomputed
+        "forward_passes_per_step": measured["forward_passes"] / (steps + 1),
+        "trainable_params": trainable,
+        "tokens_seen_by_trainer": trainer.state.num_input_tokens_seen or None,  # where TRL's batches let it count
+        "loss": next(h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h),
+    }
+
+
+def with_ratios(rows: dict[str, dict], baseline: str) -> dict[str, dict]:
+    """Add each row's time per step, tokens per second and peak memory as ratios to the `baseline` row."""
+    base = rows[baseline]
+    for row in rows.values():
+        row["step_time_ratio"] = row["step_s"] / base["step_s"]
+        row["tokens_per_s_ratio"] = row["tokens_per_s"] / base["tokens_per_s"]
+        row["memory_ratio"] = (
+            row["peak_memory_mb"] / base["peak_memory_mb"] if base["peak_memory_mb"] is not None else None
+        )
+    return rows
+
+
+def benchmark(arch: str, steps: int, only: list[str] | None = None) -> dict:
+    """Run every variant (or those named in `only`, plus the recipe) side by side; results with ratios to the recipe."""
+    device = device_settings()
+    precision = {"bf16": device["bf16"], "fp16": device["fp16"]}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = build_model(arch, Path(tmp) / "model")
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        pairs = synthetic_pairs(tokenizer, PAIRS_PER_UPDATE * (steps + 1))
+        params = LlamaForCausalLM.from_pretrained(model_path).num_parameters()
+        chosen = {k: v for k, v in variants(precision).items() if not only or k in only or k == "dpo (recipe)"}
+        # One discarded run first: the first in a process also pays for caches of kernels and shapes.
+        run_variant(chosen["dpo (recipe)"], model_path, pairs, 1, Path(tmp) / "out", tokenizer)
+        rows = {}
+        for name, variant in chosen.items():
+            print(f"{name} ...", flush=True)
+            rows[name] = run_variant(variant, model_path, pairs, steps, Path(tmp) / "out", tokenizer)
+            print(f"  {rows[name]['step_s']:.3f} s/step, {rows[name]['tokens_per_s']:.0f} tokens/s", flush=True)
+    return {
+        "hardware": figures.hardware(),
+        "device": device["device"],
+        "precision": "bf16 autocast" if device["bf16"] else "fp16 autocast" if device["fp16"] else "fp32",
+        "memory": cost.memory_kind(),
+        "arch": arch,
+        "parameters": params,
+        "timed_steps": steps,
+        "pairs_per_step": PAIRS_PER_UPDATE,
+        "torch": torch.__version__,
+        "variants": with_ratios(rows, "dpo (recipe)"),
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Run the benchmark, write JSON, table and chart, and refresh the lesson table that quotes them."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_arch = "smollm2-135m" if torch.cuda.is_available() else "tiny"
+    parser.add_argument("--arch", choices=sorted(ARCHS), default=default_arch)
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per variant (after one warm-up)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", nargs="+", choices=list(variants({})), help="run these variants (and the recipe)")
+    parser.add_argument("--no-lesson", action="store_true", help="do not rewrite the lesson tables")
+    args = parser.parse_args(argv)
+    results = benchmark(args.arch, args.steps, args.only)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.arch}-{results['device']}"
+    path = args.out / f"{stem}.json"
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    table = figures.cost_table(results)
+    (args.out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
+    plotting.plot_cost(results, path=args.out / f"{stem}.png")
+    print(table)
+    if not args.no_lesson:
+        figures.refresh_lessons()
+    return path
+
+
+if __name__ == "__main__":
+    main()

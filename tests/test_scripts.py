@@ -1,0 +1,126 @@
+"""The scale-out script, 2_preference_alignment/scripts/train.py: it trains offline on one process and on two CPU
+processes, its configs say what course_utils.profiles says, and its accelerate configs load."""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from accelerate.commands.config.config_args import ClusterConfig
+from transformers import AutoModelForCausalLM
+from trl import DPOConfig, ModelConfig, ScriptArguments, TrlParser
+
+from course_utils import data
+from course_utils.profiles import PROFILES
+from course_utils.training import common_args
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scripts"
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COURSE_PROFILE": "offline", "TRL_EXPERIMENTAL_SILENCE": "1"}
+ACCELERATE = {
+    "ddp.yaml": ("MULTI_GPU", None),
+    "zero2.yaml": ("DEEPSPEED", 2),
+    "zero3.yaml": ("DEEPSPEED", 3),
+    "multi_cpu.yaml": ("MULTI_GPU", None),  # torchrun starts the processes; --use_cpu true makes them MULTI_CPU
+}
+
+
+def train(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run train.py from its folder, offline, and return the finished process with its output."""
+    command = [*(launcher or [sys.executable]), "train.py", *args]
+    result = subprocess.run(command, cwd=SCRIPTS, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+def final_metrics(stdout: str) -> dict:
+    """The metrics train.py prints after training."""
+    lines = [line for line in stdout.splitlines() if line.startswith("final metrics: ")]
+    assert len(lines) == 1, stdout[-2000:]
+    return json.loads(lines[0].removeprefix("final metrics: "))
+
+
+def n_pairs() -> int:
+    """How many bundled training pairs the script trains on."""
+    return len(data.format_hh_rlhf(data.load_bundled("preference_train"), verbose=False)[0])
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_trains_offline_with_overrides(method, tmp_path):
+    out = tmp_path / method
+    overrides = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", str(out)]
+    result = train([method, "--config", f"configs/{method}_offline.yaml", *overrides])
+    assert "rank 0 of 1 " in result.stdout
+    metrics = final_metrics(result.stdout)
+    assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
+    assert metrics["epoch"] == pytest.approx(2 / math.ceil(n_pairs() / 4))  # two steps of four pairs
+    args = torch.load(out / "training_args.bin", weights_only=False)  # the command line won over the config
+    assert (args.max_steps, args.per_device_train_batch_size) == (2, 4)
+    assert args.learning_rate == getattr(PROFILES["offline"], method)["learning_rate"]
+    model = AutoModelForCausalLM.from_pretrained(out)  # the trained model was saved whole
+    assert model.num_parameters() > 0 and (out / "tokenizer.json").exists()
+
+
+def test_two_cpu_processes(tmp_path):
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate/multi_cpu.yaml"]
+    args = ["dpo", "--config", "configs/dpo_offline.yaml", "--use_cpu", "true", "--max_steps", "2"]
+    result = train([*args, "--output_dir", str(tmp_path)], launcher)
+    ranks = re.findall(r"^rank (\d+) of (\d+) \(DistributedType\.(\w+)\)", result.stdout, re.MULTILINE)
+    assert sorted(ranks) == [("0", "2", "MULTI_CPU"), ("1", "2", "MULTI_CPU")], result.stdout[-2000:]
+    metrics = final_metrics(result.stdout)
+    assert math.isfinite(metrics["train_loss"])
+    batch = PROFILES["offline"].dpo["per_device_train_batch_size"]
+    assert metrics["epoch"] == pytest.approx(2 / math.ceil(n_pairs() / (2 * batch)))  # the ranks split the data
+    assert (tmp_path / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+@pytest.mark.parametrize("profile", ["hub", "offline"])
+def test_config_agrees_with_profile(method, profile, monkeypatch):
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.orpo import ORPOConfig
+
+    path = SCRIPTS / "configs" / f"{method}_{profile}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    assert raw["bf16"] is (profile == "hub")  # hub: bf16 autocast on the GPU; offline: fp32 on any device
+    shared = common_args("unused")  # what every trainer in the notebooks shares
+    assert {k: raw[k] for k in ("lr_scheduler_type", "report_to", "save_strategy")} == {
+        k: shared[k] for k in ("lr_scheduler_type", "report_to", "save_strategy")
+    }
+    # Parse as train.py does: every key must be a field (TrlParser rejects the rest); bf16 off to parse on a CPU.
+    parser = TrlParser((ScriptArguments, DPOConfig if method == "dpo" else ORPOConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config(["--config", str(path), "--bf16", "false"])
+    assert training_args.bf16 is False  # the command line wins over the config
+    settings = getattr(PROFILES[profile], method)
+    assert {key: getattr(training_args, key) for key in settings} == settings
+    expected_model = getattr(PROFILES[profile], "instruct_model" if method == "dpo" else "base_model")
+    assert (model_args.model_name_or_path, script_args.dataset_name) == (expected_model, PROFILES[profile].dataset)
+
+
+@pytest.mark.parametrize("name", sorted(ACCELERATE))
+def test_accelerate_configs_load(name):
+    config = ClusterConfig.from_yaml_file(SCRIPTS / "accelerate" / name)
+    distributed_type, zero_stage = ACCELERATE[name]
+    assert (config.distributed_type, config.num_processes) == (distributed_type, 2)
+    assert config.mixed_precision == ("no" if name == "multi_cpu.yaml" else "bf16")
+    if zero_stage is not None:
+        assert config.deepspeed_config["zero_stage"] == zero_stage
+        assert config.deepspeed_config["zero3_init_flag"] is (zero_stage == 3)
+
+
+def test_bad_method_is_named(monkeypatch):
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
+    spec = importlib.util.spec_from_file_location("train_script", SCRIPTS / "train.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    argv = ["train.py", "orpo", "--config", "configs/orpo_offline.yaml"]
+    assert script.pop_method(argv) == "orpo" and argv == ["train.py", "--config", "configs/orpo_offline.yaml"]
+    for argv, got in ((["train.py", "ppo", "--config", "x.yaml"], "'ppo'"), (["train.py"], "nothing")):
+        with pytest.raises(SystemExit, match=re.escape(f"must be one of ['dpo', 'orpo'], got {got}")):
+            script.pop_method(argv)
