@@ -60,6 +60,15 @@ def test_dpo_offline_metrics_meet_the_targets():
     assert m["judged_score_after"] - m["judged_score_before"] >= 0.30
 
 
+def test_dpo_with_lora_trains_adapters_only_and_aligns_as_well():
+    m = metrics("dpo-offline")
+    full, lora = m["full_vs_lora"]["full"], m["full_vs_lora"]["lora"]
+    assert lora["trainable_params"] < full["trainable_params"] / 4
+    assert lora["preference_accuracy_after"] >= 0.90
+    assert lora["judged_score_after"] - m["judged_score_before"] >= 0.30  # aligned, from the same starting point
+    assert lora["train_runtime_s"] > 0 and (lora["peak_memory_mb"] is None or lora["peak_memory_mb"] > 0)
+
+
 def test_orpo_offline_learns_in_one_stage():
     m = metrics("orpo-offline")
     assert m["profile"] == "offline"

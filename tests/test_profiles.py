@@ -49,3 +49,19 @@ def test_cpu_settings_never_ask_for_bf16(monkeypatch):
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(profiles.torch.backends.mps, "is_available", lambda: False)
     assert profiles.device_settings() == {"device": "cpu", "use_cpu": True, "bf16": False, "fp16": False}
+
+
+@pytest.mark.parametrize(("bf16_supported", "expected"), [(True, (True, False)), (False, (False, True))])
+def test_gpus_get_bf16_or_else_fp16_autocast(monkeypatch, bf16_supported, expected):
+    # A Colab T4 has no bf16: it must get fp16 mixed precision, not fp32 (the recipe's speed) and never bf16 (fails).
+    monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(profiles.torch.cuda, "is_bf16_supported", lambda: bf16_supported)
+    settings = profiles.device_settings()
+    assert (settings["bf16"], settings["fp16"]) == expected and settings["device"] == "cuda"
+
+
+def test_recipe_keeps_sixteen_pairs_per_update_and_shortens_the_original():
+    for batch in (profiles.HUB_BATCH, profiles.ORIGINAL_BATCH):
+        assert batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"] == 16
+    assert profiles.HUB_BATCH["max_length"] < profiles.ORIGINAL_BATCH["max_length"]
+    assert all(profiles.PROFILES["hub"].dpo[k] == v for k, v in profiles.HUB_BATCH.items())
