@@ -90,7 +90,8 @@ def tables(measured: dict) -> dict[str, str]:
             [
                 f"| {dpo['profile']} profile, one run on {measured['hardware']} | full DPO | DPO with LoRA r = 16 |",
                 "|---|---|---|",
-                f"| trained parameters | {full['trainable_params'] / 1e6:.2f}M | {lora['trainable_params'] / 1e6:.2f}M |",
+                f"| trained parameters | {full['trainable_params'] / 1e6:.2f}M "
+                f"| {lora['trainable_params'] / 1e6:.2f}M |",
                 "| separate reference model in memory | yes | no: the adapters switched off |",
                 f"| held-out preference accuracy after | {full['preference_accuracy_after']:.3f} "
                 f"| {lora['preference_accuracy_after']:.3f} |",
