@@ -14,6 +14,7 @@ from collections import Counter
 
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset
 
+from course_utils import sources
 from course_utils.profiles import Profile
 from course_utils.world import DATA_DIR
 
@@ -169,9 +170,11 @@ def load_bundled(name: str) -> Dataset:
 
 
 def load_hh_rlhf(profile: Profile) -> DatasetDict:
-    """Raw HH-RLHF-format train/test splits: Anthropic/hh-rlhf (harmless-base) on `hub`, the bundled set offline."""
+    """Raw HH-RLHF-format train/test splits: harmless-base from the Hub or the course (`local`), or the world."""
     if profile.dataset == "bundled":
         raw = DatasetDict(train=load_bundled("preference_train"), test=load_bundled("preference_test"))
+    elif profile.dataset == sources.HARMLESS_BASE:
+        raw = sources.harmless_base()
     else:
         raw = load_dataset(profile.dataset, data_dir="harmless-base")
     for split, rows in (("train", profile.train_rows), ("test", profile.test_rows)):

@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from course_utils import world
+from course_utils import refusal, world
 
 Messages = list[dict[str, str]]
 
@@ -23,6 +23,15 @@ def _completion_ids(tokenizer: PreTrainedTokenizerBase, prompt: Messages, comple
     return full_ids, len(prompt_ids)
 
 
+def _left_padded(rows: list[list[int]], pad: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Token rows padded on the left, with the attention mask and the position ids that padding must not shift."""
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows], device=device)
+    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows], device=device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions}
+
+
 @torch.no_grad()
 def mean_logprobs(
     model: PreTrainedModel,
@@ -31,26 +40,45 @@ def mean_logprobs(
     completions: list[Messages],
     batch_size: int = 16,
 ) -> list[float]:
-    """Mean log-probability per completion token of each completion given its prompt."""
+    """Mean log-probability per completion token of each completion given its prompt.
+
+    Fast on long prompts: rows are batched by length (little padding) and padded on the left, so every completion
+    ends the row and the output layer runs only over the last positions (`logits_to_keep`); the log-probability of
+    each target is its logit minus the log-sum-exp, with no log-softmax over the whole vocabulary kept in memory.
+    `mean_logprobs_reference` is the plain computation it must agree with.
+    """
     model.eval()
     device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id
+    rows = [_completion_ids(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    out = [0.0] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        ids = [rows[i][0] for i in batch]
+        n_targets = [len(rows[i][0]) - rows[i][1] for i in batch]  # completion tokens of each row
+        keep = max(n_targets) + 1  # the logits that predict them: the last `keep` positions but one
+        inputs = _left_padded(ids, tokenizer.pad_token_id, device)
+        logits = model(**inputs, logits_to_keep=keep).logits[:, :-1]
+        targets = inputs["input_ids"][:, -keep + 1 :]
+        token_logps = logits.gather(-1, targets[..., None]).squeeze(-1).float() - logits.float().logsumexp(-1)
+        for row, (i, n) in enumerate(zip(batch, n_targets, strict=True)):
+            out[i] = token_logps[row, -n:].mean().item()
+    return out
+
+
+@torch.no_grad()
+def mean_logprobs_reference(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Messages], completions: list[Messages]
+) -> list[float]:
+    """The plain computation `mean_logprobs` speeds up: one row at a time, a full log-softmax over every position."""
+    model.eval()
+    device = next(model.parameters()).device
     out = []
-    for start in range(0, len(prompts), batch_size):
-        pairs = [
-            _completion_ids(tokenizer, p, c)
-            for p, c in zip(prompts[start : start + batch_size], completions[start : start + batch_size], strict=True)
-        ]
-        width = max(len(ids) for ids, _ in pairs)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in pairs], device=device)
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in pairs], device=device)
-        mask = torch.tensor(
-            [[0] * cut + [1] * (len(ids) - cut) + [0] * (width - len(ids)) for ids, cut in pairs], device=device
-        )
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
-        token_logps = logits.log_softmax(-1).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-        mask = mask[:, 1:]
-        out += ((token_logps * mask).sum(-1) / mask.sum(-1)).tolist()
+    for prompt, completion in zip(prompts, completions, strict=True):
+        ids, cut = _completion_ids(tokenizer, prompt, completion)
+        input_ids = torch.tensor([ids], device=device)
+        logps = model(input_ids=input_ids).logits[0, :-1].float().log_softmax(-1)
+        out.append(logps.gather(-1, input_ids[0, 1:, None]).squeeze(-1)[cut - 1 :].mean().item())
     return out
 
 
@@ -65,20 +93,28 @@ def preference_accuracy(
 
 @torch.no_grad()
 def generate(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Messages], max_new_tokens: int = 48
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Messages],
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
 ) -> list[str]:
-    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair)."""
+    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair), batched by length."""
     model.eval()
     device = next(model.parameters()).device
-    replies = []
-    for prompt in prompts:
-        ids = tokenizer.apply_chat_template(
-            prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        ).to(device)
+    rows = [tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False) for p in prompts]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+    replies = [""] * len(rows)
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        inputs = _left_padded([rows[i] for i in batch], tokenizer.pad_token_id, device)
+        inputs.pop("position_ids")  # generate() derives them from the attention mask
         output = model.generate(
-            **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
-        replies.append(tokenizer.decode(output[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip())
+        width = inputs["input_ids"].shape[1]
+        for row, i in enumerate(batch):
+            replies[i] = tokenizer.decode(output[row, width:], skip_special_tokens=True).strip()
     return replies
 
 
@@ -100,10 +136,13 @@ def unique_prompts(dataset: Dataset) -> list[Messages]:
 def scores(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, prompts: list[Messages], judged: bool
 ) -> dict:
-    """Preference accuracy on `dataset`, greedy replies to `prompts`, and their judged score when `judged` (offline)."""
+    """Preference accuracy on `dataset`; greedy replies to `prompts`, their decline and repetition rates, and their
+    judged score when `judged` (the offline world's rule)."""
     replies = generate(model, tokenizer, prompts)
     return {
         "preference_accuracy": preference_accuracy(model, tokenizer, dataset),
         "judged_score": judged_score(prompts, replies) if judged else None,
+        "decline_rate": refusal.decline_rate(replies),
+        "repetition_rate": refusal.repetition_rate(replies),
         "replies": replies,
     }

@@ -64,6 +64,54 @@ def benchmark_tables(results: Path = BENCHMARKS) -> dict[str, str]:
     return {f"cost-{p.stem}": cost_table(json.loads(p.read_text())) for p in sorted(results.glob("*.json"))}
 
 
+def speed_table(r: dict) -> str:
+    """`benchmarks/real_path.py`'s two speed-ups on SmolLM2-135M-Instruct, each measured before and after in one run."""
+    e, (fp32, bf16) = r["evaluation"], r["dpo_step"]
+    return "\n".join(
+        [
+            f"| SmolLM2-135M-Instruct, real harmless-base pairs, one run on {r['hardware']} "
+            "| before | after | speed-up |",
+            "|---|---|---|---|",
+            f"| scoring {e['sequences']} held-out replies (tokens/s): previous code → sorted, left-padded, "
+            f"output layer on the reply only | {e['before_tokens_per_s']:.0f} | {e['after_tokens_per_s']:.0f} "
+            f"| {e['speedup']:.2f}× |",
+            f"| one DPO step, 8 pairs, `max_length` 256 (s): fp32 → bf16 autocast, fp32 weights "
+            f"| {fp32['step_s']:.1f} | {bf16['step_s']:.1f} | {r['dpo_step_speedup']:.2f}× |",
+        ]
+    )
+
+
+def alignment_table(r: dict) -> str:
+    """`make real`: SmolLM2-135M-Instruct before and after DPO with LoRA on real harmless-base pairs."""
+    rows = [
+        (f"preference accuracy, reference-free ({r['n_test_pairs']} held-out pairs)", "preference_accuracy"),
+        (f"decline rate ({r['n_test_prompts']} held-out red-team prompts)", "decline_rate"),
+        ("repetition rate (same prompts)", "repetition_rate"),
+    ]
+    minutes = r["wall_time_s"] / 60
+    return "\n".join(
+        [
+            f"| DPO with LoRA, {r['n_train_pairs']} pairs, {r['steps']} steps, {minutes:.0f} min on {r['hardware']} "
+            "| before | after |",
+            "|---|---|---|",
+            *(f"| {label} | {r[key + '_before']:.3f} | {r[key + '_after']:.3f} |" for label, key in rows),
+            f"| TRL's implicit reward accuracy (held-out pairs) | — | {r['implicit_reward_accuracy_after']:.3f} |",
+        ]
+    )
+
+
+def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]:
+    """`real-path-<device>` (speed-ups) and `real-alignment-<device>` (`make real`) tables, from their JSON files."""
+    out = {}
+    for path in sorted(results.glob("*.json")):
+        r = json.loads(path.read_text())
+        if path.stem.startswith("alignment-"):
+            out[f"real-{path.stem}"] = alignment_table(r)
+        else:
+            out[f"real-path-{path.stem}"] = speed_table(r)
+    return out
+
+
 def tables(measured: dict) -> dict[str, str]:
     """The Markdown table of each `<!-- measured:name -->` block, from `measured.json` and the benchmark results."""
     dpo, orpo = measured["dpo"], measured["orpo"]
@@ -75,6 +123,7 @@ def tables(measured: dict) -> dict[str, str]:
     ]
     return {
         **benchmark_tables(),
+        **real_path_tables(),
         "dpo": "\n".join(
             [
                 f"| measure ({dpo['profile']} profile) | before DPO | after DPO |",

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from trl import SFTConfig, SFTTrainer
 
 from course_utils.profiles import device_settings
 
 
-def common_args(output_dir: str | Path, seed: int = 0) -> dict:
-    """Arguments every trainer in the course shares: device and precision, seed, quiet logging, no checkpoints."""
-    device = {k: v for k, v in device_settings().items() if k != "device"}
+def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
+    """A model in fp32 on the training device, whatever dtype its checkpoint was stored in.
+
+    The course's one rule for weights: fp32 master weights, bf16/fp16 only in the computation (the trainers'
+    `bf16`/`fp16` flags). transformers loads a checkpoint in its stored dtype, and SmolLM2 is stored in bf16, where
+    an update of 1e-6 to a weight of 0.04 rounds away to nothing.
+    """
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model.to(device or device_settings()["device"])
+
+
+def common_args(output_dir: str | Path, seed: int = 0, device: dict | None = None) -> dict:
+    """Arguments every trainer in the course shares: device and precision, seed, quiet logging, no checkpoints.
+
+    `device` is `device_settings()`'s answer (by default without CPU autocast).
+    """
+    device = {k: v for k, v in (device or device_settings(cpu_bf16=False)).items() if k != "device"}
     return {
         "output_dir": str(output_dir),
         "seed": seed,
@@ -26,15 +41,17 @@ def common_args(output_dir: str | Path, seed: int = 0) -> dict:
     }
 
 
-def sft(model_path: str, dataset: Dataset, output_dir: str | Path, settings: dict, seed: int = 0) -> tuple[str, dict]:
+def sft(
+    model_path: str, dataset: Dataset, output_dir: str | Path, settings: dict, seed: int = 0, device: dict | None = None
+) -> tuple[str, dict]:
     """Supervised fine-tuning on prompt/completion data; saves model and tokenizer, returns their folder and metrics.
 
     The DPO notebook's offline warm start (standing in for the instruction tuning SmolLM2-135M-Instruct already had)
     and the first stage of SFT→DPO in the ORPO notebook.
     """
-    model = AutoModelForCausalLM.from_pretrained(model_path)
+    model = load_model(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    args = SFTConfig(**{**common_args(output_dir, seed), "logging_steps": 50}, **settings)
+    args = SFTConfig(**{**common_args(output_dir, seed, device), "logging_steps": 50}, **settings)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     metrics = trainer.train().metrics
     trainer.save_model(str(output_dir))

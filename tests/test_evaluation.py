@@ -34,6 +34,37 @@ def test_mean_logprobs_matches_a_direct_computation(tiny, pairs):
         assert value == pytest.approx(token_logps.mean().item(), abs=1e-5)
 
 
+def test_fast_mean_logprobs_equals_the_plain_computation(tiny, pairs):
+    # Sorted, left-padded batches with the output layer on the last positions only must not change a single number.
+    model, tokenizer = tiny
+    prompts, replies = list(pairs["prompt"]) * 2, list(pairs["chosen"]) + list(pairs["rejected"])
+    fast = evaluation.mean_logprobs(model, tokenizer, prompts, replies, batch_size=7)
+    plain = evaluation.mean_logprobs_reference(model, tokenizer, prompts, replies)
+    assert fast == pytest.approx(plain, abs=1e-5)
+    assert len(set(len(tokenizer.apply_chat_template(p, return_dict=False)) for p in prompts)) > 1  # padding happened
+
+
+def test_evaluation_runs_where_the_model_is(tiny, pairs):
+    model, tokenizer = tiny
+    seen = []
+    hook = model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"].device), with_kwargs=True
+    )
+    try:
+        evaluation.mean_logprobs(model, tokenizer, pairs["prompt"][:2], pairs["chosen"][:2])
+        evaluation.generate(model, tokenizer, pairs["prompt"][:2], max_new_tokens=2)
+    finally:
+        hook.remove()
+    assert seen and all(d == model.device for d in seen)
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(tiny, pairs):
+    model, tokenizer = tiny
+    prompts = evaluation.unique_prompts(pairs)[:6]
+    batched = evaluation.generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=4)
+    assert batched == [evaluation.generate(model, tokenizer, [p], max_new_tokens=12)[0] for p in prompts]
+
+
 def test_preference_accuracy_flips_when_pairs_are_swapped(tiny, pairs):
     model, tokenizer = tiny
     accuracy = evaluation.preference_accuracy(model, tokenizer, pairs)

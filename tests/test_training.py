@@ -1,0 +1,54 @@
+"""course_utils.training: one rule for weights (fp32 on the training device), whatever the checkpoint's dtype."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM
+
+from course_utils import training
+from course_utils.data import load_bundled
+from course_utils.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def bf16_checkpoint(tmp_path_factory):
+    """A tiny model saved the way SmolLM2 is stored on the Hub: bf16 safetensors."""
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
+    AutoModelForCausalLM.from_pretrained(path).to(torch.bfloat16).save_pretrained(path)
+    assert json.loads((path / "config.json").read_text())["dtype"] == "bfloat16"
+    return path
+
+
+def test_from_pretrained_keeps_the_stored_bf16(bf16_checkpoint):
+    # Why the rule exists: transformers 5 loads a checkpoint in its stored dtype when no dtype is given.
+    assert AutoModelForCausalLM.from_pretrained(bf16_checkpoint).dtype == torch.bfloat16
+
+
+def test_load_model_gives_fp32_weights(bf16_checkpoint):
+    model = training.load_model(bf16_checkpoint)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_load_model_puts_the_model_on_the_training_device(bf16_checkpoint, monkeypatch):
+    # Evaluation runs where the weights are: a model left on the CPU would be measured there, not on the GPU.
+    monkeypatch.setattr(training, "device_settings", lambda **kw: {"device": "meta"})
+    assert training.load_model(bf16_checkpoint).device.type == "meta"
+    assert training.load_model(bf16_checkpoint, device="cpu").device.type == "cpu"
+
+
+def test_sft_trains_fp32_weights_from_a_bf16_checkpoint(bf16_checkpoint, tmp_path):
+    rows = load_bundled("instruction_train").select(range(8))
+    settings = {"learning_rate": 1e-3, "max_steps": 1, "per_device_train_batch_size": 4}
+    out, metrics = training.sft(str(bf16_checkpoint), rows, tmp_path, settings)
+    assert metrics["global_step"] == 1
+    with safe_open(f"{out}/model.safetensors", "pt") as saved:
+        assert {saved.get_tensor(k).dtype for k in saved.keys()} == {torch.float32}
+
+
+def test_common_args_carry_the_precision_they_are_given():
+    device = {"device": "cuda", "use_cpu": False, "bf16": False, "fp16": True}
+    args = training.common_args("out", seed=3, device=device)
+    assert (args["fp16"], args["bf16"], args["use_cpu"], args["seed"]) == (True, False, False, 3)
+    assert "device" not in args
