@@ -9,7 +9,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup exercise figures bench test lint
+.PHONY: setup exercise figures bench real test lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,16 @@ figures: setup
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 
+# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this machine's CPU (about 20 min); runs/real/metrics.json.
+real: setup
+	COURSE_PROFILE=local $(BIN)/python 2_preference_alignment/scripts/real_run.py
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The real path first (SmolLM2-135M-Instruct on real harmless-base rows, capped to a few steps), then the offline
+# notebooks and every test; the tests read the metrics both runs wrote.
 test: lint
+	COURSE_PROFILE=local COURSE_SMOKE=1 $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env
 	$(BIN)/python -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-current-env

@@ -33,11 +33,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from course_utils import data, tiny_model
+from course_utils import data, sources, tiny_model
 from course_utils.profiles import PROFILES
 
 METHODS = {"dpo": (DPOConfig, DPOTrainer), "orpo": (ORPOConfig, ORPOTrainer)}
-DATASETS = {"Anthropic/hh-rlhf": PROFILES["hub"], "bundled": PROFILES["offline"]}  # dataset_name -> its profile
+# dataset_name -> its profile
+DATASETS = {
+    "Anthropic/hh-rlhf": PROFILES["hub"],
+    sources.HARMLESS_BASE: PROFILES["local"],
+    "bundled": PROFILES["offline"],
+}
 USAGE = "usage: train.py {dpo,orpo} --config CONFIG.yaml [--field value ...]"
 
 
@@ -57,9 +62,10 @@ def check_world(joined: int) -> None:
 
 
 def model_path(name: str, output_dir: str, seed: int) -> str:
-    """A Hub id or folder as given; for `tiny`, the offline model, built once by the main process."""
+    """A Hub id or folder as given, `local:` SmolLM2 from the course cache; `tiny` is built once by the main process."""
     if name != "tiny":
-        return name
+        with PartialState().main_process_first():  # one process converts SmolLM2 on first use, the others read it
+            return sources.model_path(name)
     path = Path(output_dir) / "base"
     state = PartialState()
     if state.is_main_process:

