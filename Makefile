@@ -32,7 +32,7 @@ figures: setup
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 
-# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this machine's CPU (about 20 min); runs/real/metrics.json.
+# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU (about 15 min on 2 cores); runs/real/metrics.json.
 real: setup
 	COURSE_PROFILE=local $(BIN)/python 2_preference_alignment/scripts/real_run.py
 

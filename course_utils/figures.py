@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from course_utils import plotting
+from course_utils import plotting, refusal
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
@@ -100,6 +100,38 @@ def alignment_table(r: dict) -> str:
     )
 
 
+def estimate_table(r: dict) -> str:
+    """`benchmarks/t4_estimate.py`: the least time each main training run needs at the card's published peak."""
+    names = {"dpo": "DPO (policy and reference)", "orpo": "ORPO", "sft": "SFT on the chosen replies"}
+    rows = [
+        f"| {names[m]} | {run['epochs']} | {run['tokens_per_epoch'] / 1e3:.0f}k | {run['flops'] / 1e15:.2f} "
+        f"| {run['seconds_at_peak']:.0f} s |"
+        for m, run in r["runs"].items()
+    ]
+    return "\n".join(
+        [
+            f"| estimate, not measured: {r['card']} at its {r['peak_flops'] / 1e12:.0f} TFLOP/s fp16 peak, "
+            f"{r['train_pairs']} pairs, `max_length` {r['max_length']} | epochs | tokens per epoch | PFLOP "
+            "| time at peak |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+
+
+def detector_table() -> str:
+    """The decline detector's precision and recall on the hand-labelled replies it ships with."""
+    r = refusal.precision_recall()
+    return "\n".join(
+        [
+            f"| decline detector, on {r['n']} replies labelled by hand ({r['n_declines']} decline) "
+            "| precision | recall |",
+            "|---|---|---|",
+            f"| `refusal.declines` | {r['precision']:.3f} | {r['recall']:.3f} |",
+        ]
+    )
+
+
 def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]:
     """`real-path-<device>` (speed-ups) and `real-alignment-<device>` (`make real`) tables, from their JSON files."""
     out = {}
@@ -107,6 +139,8 @@ def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]
         r = json.loads(path.read_text())
         if path.stem.startswith("alignment-"):
             out[f"real-{path.stem}"] = alignment_table(r)
+        elif path.stem == "t4-estimate":
+            out[f"real-path-{path.stem}"] = estimate_table(r)
         else:
             out[f"real-path-{path.stem}"] = speed_table(r)
     return out
@@ -124,6 +158,7 @@ def tables(measured: dict) -> dict[str, str]:
     return {
         **benchmark_tables(),
         **real_path_tables(),
+        "decline-detector": detector_table(),
         "dpo": "\n".join(
             [
                 f"| measure ({dpo['profile']} profile) | before DPO | after DPO |",
