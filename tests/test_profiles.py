@@ -55,7 +55,7 @@ def test_smoke_caps_steps_and_rows_and_says_so(monkeypatch):
     monkeypatch.setenv("COURSE_SMOKE", "1")
     profile, reason = profiles.choose_profile()
     assert "COURSE_SMOKE" in reason and profile.name == "local"
-    assert (profile.train_rows, profile.test_rows) == (32, 8)
+    assert (profile.train_rows, profile.test_rows) == (32, 4)
     for method in ("dpo", "sft", "orpo"):
         settings = getattr(profile, method)
         assert settings["max_steps"] == 2 and settings["per_device_train_batch_size"] == 2
