@@ -91,9 +91,7 @@ def smollm2_instruct(cache: Path | None = None, verbose: bool = True) -> Path:
         partial = out_dir.with_name(out_dir.name + ".partial")
         try:
             convert_gguf(gguf_file, partial)
-        except (ImportError, OSError, ValueError, RuntimeError) as err:
-            if isinstance(err, ImportError):
-                raise
+        except (OSError, ValueError, RuntimeError) as err:  # a missing `gguf` raises ImportError, which says it all
             raise RuntimeError(
                 f"converting {GGUF_NAME} failed ({err}); the GGUF loader needs `pip install gguf` and "
                 "transformers>=5 (see requirements.txt)"
