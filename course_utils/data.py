@@ -2,8 +2,10 @@
 
 Three sources lead here: Anthropic HH-RLHF transcripts (`hh_rlhf_to_preference`), UltraFeedback-binarized rows
 (`ultrafeedback_to_preference`), and any dataset with prompt/chosen/rejected-like columns (`to_preference`,
-the "your own data" path). Bad rows raise `ValueError` naming the row and the problem; `format_hh_rlhf` drops
-the rows that cannot be converted and reports how many and why.
+the "your own data" path). Bad input (a row that is not a dict, a missing column, a value of the wrong type, a
+list where a `Dataset` belongs) raises `ValueError` naming the row and the problem; `format_hh_rlhf` drops the rows
+that cannot be converted and reports how many, why, and which rows. HH-RLHF transcripts saved with Windows
+(`\\r\\n`) or old Mac (`\\r`) line endings are accepted: they are normalised to `\\n` before parsing.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset
 
@@ -26,8 +29,47 @@ MESSAGES = [{"role": Value("string"), "content": Value("string")}]
 PREFERENCE_FEATURES = Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES})
 
 
+def _kind(value: object) -> str:
+    """A value's type name for error messages ('None' for None)."""
+    return "None" if value is None else type(value).__name__
+
+
+def _require(example: object, columns: Sequence[str], expected: str) -> Mapping:
+    """The row, if it is a dict holding every column; else a `ValueError` (`expected` says what a row must be)."""
+    if not isinstance(example, Mapping):
+        raise ValueError(f"{expected}, got {_kind(example)}")
+    missing = [c for c in columns if c not in example]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}; the row has {sorted(example)}")
+    return example
+
+
+def _require_dataset(dataset: object, columns: Sequence[str]) -> None:
+    """Raise a `ValueError` unless `dataset` is a `Dataset` holding every column (the missing ones named once)."""
+    if isinstance(dataset, DatasetDict):
+        raise ValueError(f"expected one split, got a DatasetDict with {list(dataset)}; pass e.g. dataset['train']")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"expected a datasets.Dataset, got {_kind(dataset)}; wrap a list of dicts with Dataset.from_list"
+        )
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        names = ", ".join(map(repr, missing))
+        raise ValueError(
+            f"the dataset has no column{'s' if len(missing) > 1 else ''} {names}; it has {dataset.column_names}"
+        )
+
+
+def _unix_newlines(text: str) -> str:
+    """`text` with Windows (`\\r\\n`) and old Mac (`\\r`) line endings turned into `\\n`."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def parse_turns(text: str) -> Messages:
-    """Split an HH-RLHF transcript into chat messages, merging consecutive turns of the same role."""
+    """Split an HH-RLHF transcript (any line endings) into chat messages, merging consecutive same-role turns."""
+    if not isinstance(text, str):
+        raise ValueError(f"the transcript must be a string, got {_kind(text)}")
+    text = _unix_newlines(text)
     if not text.startswith(HUMAN):
         raise ValueError(f"the transcript must start with {HUMAN!r}, it starts with {text[:30]!r}")
     parts = TURN.split(text)[1:]  # [role, text, role, text, ...]
@@ -43,13 +85,27 @@ def parse_turns(text: str) -> Messages:
     return messages
 
 
+def _transcript(example: Mapping, column: str) -> str:
+    """One transcript column of an HH-RLHF row, with `\\n` line endings; raise if it is not a transcript."""
+    text = example[column]
+    if not isinstance(text, str):
+        raise ValueError(f"{column!r} must be a transcript string, got {_kind(text)}")
+    text = _unix_newlines(text)
+    if not text.startswith(HUMAN):
+        raise ValueError(f"{column!r} must start with {HUMAN!r}, it starts with {text[:30]!r}")
+    return text
+
+
 def hh_rlhf_to_preference(example: dict) -> dict[str, Messages]:
     """Turn one HH-RLHF row (`chosen`/`rejected` transcripts) into an explicit prompt with two replies.
 
     The prompt is what both transcripts share up to their last common `Assistant:` marker; each reply is the rest of
-    its transcript, kept whole even if it contains text that looks like a turn marker.
+    its transcript, kept whole even if it contains text that looks like a turn marker. `\\r\\n` and `\\r` line
+    endings are normalised to `\\n` first.
     """
-    chosen, rejected = example["chosen"], example["rejected"]
+    expected = "an HH-RLHF row must be a dict with 'chosen' and 'rejected' transcripts"
+    example = _require(example, ("chosen", "rejected"), expected)
+    chosen, rejected = _transcript(example, "chosen"), _transcript(example, "rejected")
     if chosen == rejected:
         raise ValueError("chosen and rejected are identical")
     shared = os.path.commonprefix([chosen, rejected])
@@ -76,16 +132,27 @@ def _try_hh(example: dict) -> dict:
         return {"prompt": [], "chosen": [], "rejected": [], "error": str(e)}
 
 
+def _row_list(indices: list[int], shown: int = 5) -> str:
+    """'row 5', 'rows 5, 17' or 'rows 1, 2, 3, 4, 5, …': the first few row indices for a report."""
+    more = ", …" if len(indices) > shown else ""
+    return f"row{'s' if len(indices) > 1 else ''} {', '.join(map(str, indices[:shown]))}{more}"
+
+
 def format_hh_rlhf(dataset: Dataset, verbose: bool = True) -> tuple[Dataset, Counter]:
     """Convert a whole HH-RLHF split; drop the rows that cannot be converted and return the reasons counted."""
+    _require_dataset(dataset, ("chosen", "rejected"))
     features = Features({**PREFERENCE_FEATURES, "error": Value("string")})
     converted = dataset.map(_try_hh, remove_columns=dataset.column_names, features=features, desc="Formatting HH-RLHF")
-    dropped = Counter(e for e in converted["error"] if e)
+    rows: dict[str, list[int]] = {}
+    for i, error in enumerate(converted["error"]):
+        if error:
+            rows.setdefault(error, []).append(i)
+    dropped = Counter({why: len(indices) for why, indices in rows.items()})
     kept = converted.filter(lambda row: not row["error"]).remove_columns("error")
     if verbose:
         print(
             f"kept {len(kept)} of {len(dataset)} rows"
-            + "".join(f"\n  dropped {n}: {why}" for why, n in dropped.most_common())
+            + "".join(f"\n  dropped {n}: {why} ({_row_list(rows[why])})" for why, n in dropped.most_common())
         )
     return kept, dropped
 
@@ -113,9 +180,8 @@ def to_preference(
     example: dict, prompt: str = "prompt", chosen: str = "chosen", rejected: str = "rejected"
 ) -> dict[str, Messages]:
     """One row with prompt/chosen/rejected-like columns (names given) in conversational form, validated."""
-    missing = [c for c in (prompt, chosen, rejected) if c not in example]
-    if missing:
-        raise ValueError(f"missing column(s) {missing}; the row has {sorted(example)}")
+    expected = f"a preference row must be a dict with {prompt!r}, {chosen!r} and {rejected!r} columns"
+    example = _require(example, (prompt, chosen, rejected), expected)
     row = {
         "prompt": _as_messages(example[prompt], "user", prompt),
         "chosen": _as_messages(example[chosen], "assistant", chosen),
@@ -128,23 +194,34 @@ def to_preference(
     return row
 
 
+def _conversation(example: Mapping, column: str) -> list:
+    """One UltraFeedback conversation column; raise unless it is a list of messages ending with an assistant reply."""
+    turns = example[column]
+    if not isinstance(turns, list):
+        raise ValueError(f"{column!r} must be a conversation (a list of messages), got {_kind(turns)}")
+    for i, message in enumerate(turns):
+        if not isinstance(message, Mapping):
+            raise ValueError(f"{column!r} message {i} must be a {{'role', 'content'}} dict, got {_kind(message)}")
+    if len(turns) < 2 or turns[-1].get("role") != "assistant":
+        raise ValueError(f"{column!r} must be a conversation ending with an assistant reply")
+    return turns
+
+
 def ultrafeedback_to_preference(example: dict) -> dict[str, Messages]:
     """One UltraFeedback-binarized row (full chosen/rejected conversations) with the shared prompt split off."""
-    for column in ("chosen", "rejected"):
-        turns = example.get(column)
-        if not isinstance(turns, list) or len(turns) < 2 or turns[-1].get("role") != "assistant":
-            raise ValueError(f"{column!r} must be a conversation ending with an assistant reply")
-    if example["chosen"][:-1] != example["rejected"][:-1]:
+    expected = "an UltraFeedback row must be a dict with 'chosen' and 'rejected' conversations"
+    example = _require(example, ("chosen", "rejected"), expected)
+    chosen, rejected = _conversation(example, "chosen"), _conversation(example, "rejected")
+    if chosen[:-1] != rejected[:-1]:
         raise ValueError("chosen and rejected do not share the same prompt turns")
-    return to_preference(
-        {"prompt": example["chosen"][:-1], "chosen": example["chosen"][-1:], "rejected": example["rejected"][-1:]}
-    )
+    return to_preference({"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]})
 
 
 def validate_preference(
     dataset: Dataset, prompt: str = "prompt", chosen: str = "chosen", rejected: str = "rejected", max_errors: int = 10
 ) -> Dataset:
     """Check and convert a whole dataset with `to_preference`; raise one error that names every bad row."""
+    _require_dataset(dataset, (prompt, chosen, rejected))
     errors = []
     for i, example in enumerate(dataset):
         try:

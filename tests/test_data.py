@@ -1,12 +1,13 @@
 """course_utils.data: HH-RLHF transcripts, UltraFeedback rows and your own columns, bad input included."""
 
 import pytest
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 
 from course_utils.data import (
     format_hh_rlhf,
     hh_rlhf_to_preference,
     load_bundled,
+    parse_turns,
     to_preference,
     ultrafeedback_to_preference,
     validate_preference,
@@ -182,3 +183,140 @@ def test_ultrafeedback_rows_with_different_prompts_are_refused():
         ultrafeedback_to_preference(row)
     with pytest.raises(ValueError, match="ending with an assistant reply"):
         ultrafeedback_to_preference({"chosen": row["chosen"][:1], "rejected": row["rejected"]})
+
+
+HI = hh("H:hi", "A:x")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (None, "an HH-RLHF row must be a dict with 'chosen' and 'rejected' transcripts, got None"),
+        ([HI, HI], "must be a dict .* got list"),
+        ({}, r"missing column\(s\) \['chosen', 'rejected'\]; the row has \[\]"),
+        ({"chosen": HI, "text": "x"}, r"missing column\(s\) \['rejected'\]; the row has \['chosen', 'text'\]"),
+        ({"chosen": 3, "rejected": HI}, "'chosen' must be a transcript string, got int"),
+        ({"chosen": HI, "rejected": None}, "'rejected' must be a transcript string, got None"),
+        ({"chosen": "Human: hi\r\n\r\nAssistant: x", "rejected": HI}, "'chosen' must start with"),
+    ],
+)
+def test_hh_rlhf_input_of_the_wrong_shape_raises_value_error(row, message):
+    with pytest.raises(ValueError, match=message):
+        hh_rlhf_to_preference(row)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_hh_rlhf_windows_and_old_mac_line_endings_are_normalised(newline):
+    turns = ["H:What is 2+2?", "A:4.\nReally.", "H:And 3+3?"]
+    row = {"chosen": hh(*turns, "A:6.\nSure."), "rejected": hh(*turns, "A:Seven.")}
+    crlf = {k: v.replace("\n", newline) for k, v in row.items()}
+    assert "\n" not in crlf["chosen"].replace(newline, "")  # the input really uses the other line ending
+    assert hh_rlhf_to_preference(crlf) == hh_rlhf_to_preference(row)
+
+
+def test_hh_rlhf_mixed_line_endings_in_one_row_still_share_their_prompt():
+    row = {"chosen": hh("H:Hi", "A:Hello"), "rejected": hh("H:Hi", "A:Bye")}
+    mixed = {"chosen": row["chosen"].replace("\n", "\r\n"), "rejected": row["rejected"]}
+    assert hh_rlhf_to_preference(mixed) == hh_rlhf_to_preference(row)
+
+
+@pytest.mark.parametrize(("text", "kind"), [(None, "None"), (3, "int"), (["\n\nHuman: hi"], "list")])
+def test_parse_turns_refuses_a_non_string(text, kind):
+    with pytest.raises(ValueError, match=f"the transcript must be a string, got {kind}$"):
+        parse_turns(text)
+
+
+def test_parse_turns_accepts_crlf_and_still_refuses_a_bad_start():
+    assert parse_turns("\r\n\r\nHuman: hi\r\n\r\nAssistant: yo") == parse_turns("\n\nHuman: hi\n\nAssistant: yo")
+    with pytest.raises(ValueError, match="must start with"):
+        parse_turns("Human: hi\r\n\r\nAssistant: yo")
+
+
+def test_format_hh_rlhf_names_the_dropped_rows(capsys):
+    good = {"chosen": hh("H:Hi", "A:Hello"), "rejected": hh("H:Hi", "A:Bye")}
+    empty = {"chosen": hh("H:Hi", "A:"), "rejected": hh("H:Hi", "A:Bye")}
+    same = {"chosen": hh("H:Hi", "A:X"), "rejected": hh("H:Hi", "A:X")}
+    rows = [good, empty, same, good, good, empty] + [same] * 6
+    kept, dropped = format_hh_rlhf(Dataset.from_list(rows))
+    out = capsys.readouterr().out
+    assert out.startswith("kept 3 of 12 rows\n")
+    assert "dropped 2: the chosen reply is empty (rows 1, 5)" in out
+    assert "dropped 7: chosen and rejected are identical (rows 2, 6, 7, 8, 9, …)" in out
+    assert dropped == {"the chosen reply is empty": 2, "chosen and rejected are identical": 7} and len(kept) == 3
+
+
+def test_format_hh_rlhf_names_a_single_dropped_row_and_keeps_crlf_rows(capsys):
+    good = {"chosen": hh("H:Hi", "A:Hello"), "rejected": hh("H:Hi", "A:Bye")}
+    crlf = {k: v.replace("\n", "\r\n") for k, v in good.items()}
+    bad = {"chosen": None, "rejected": hh("H:Hi", "A:Bye")}
+    kept, dropped = format_hh_rlhf(Dataset.from_list([good, crlf, bad]))
+    assert "dropped 1: 'chosen' must be a transcript string, got None (row 2)" in capsys.readouterr().out
+    assert len(kept) == 2 and kept[0] == kept[1]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ([{"chosen": HI, "rejected": HI}], "got list; wrap a list of dicts with Dataset.from_list"),
+        (None, "expected a datasets.Dataset, got None"),
+        (DatasetDict(train=Dataset.from_list([{"chosen": HI}])), r"got a DatasetDict with \['train'\]"),
+        (Dataset.from_list([{"text": HI}]), r"the dataset has no columns 'chosen', 'rejected'; it has \['text'\]"),
+    ],
+)
+def test_format_hh_rlhf_refuses_what_is_not_an_hh_rlhf_dataset(dataset, message):
+    with pytest.raises(ValueError, match=message):
+        format_hh_rlhf(dataset, verbose=False)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (None, "a preference row must be a dict with 'prompt', 'chosen' and 'rejected' columns, got None"),
+        ("Hi", "must be a dict .* got str"),
+        ([("prompt", "Hi")], "must be a dict .* got list"),
+    ],
+)
+def test_to_preference_refuses_a_row_that_is_not_a_dict(row, message):
+    with pytest.raises(ValueError, match=message):
+        to_preference(row)
+
+
+UF_USER, UF_REPLY = {"role": "user", "content": "A?"}, {"role": "assistant", "content": "x"}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (None, "an UltraFeedback row must be a dict with 'chosen' and 'rejected' conversations, got None"),
+        (["chosen", "rejected"], "must be a dict .* got list"),
+        ({"chosen": [UF_USER, UF_REPLY]}, r"missing column\(s\) \['rejected'\]; the row has \['chosen'\]"),
+        ({"chosen": [UF_USER, "x"], "rejected": [UF_USER, UF_REPLY]}, "'chosen' message 1 must be a .* got str"),
+        ({"chosen": [UF_USER, UF_REPLY], "rejected": [None, UF_REPLY]}, "'rejected' message 0 must be .* got None"),
+        ({"chosen": "A? x", "rejected": [UF_USER, UF_REPLY]}, r"'chosen' must be a conversation \(a list .* got str"),
+        ({"chosen": [UF_USER, UF_REPLY], "rejected": None}, "'rejected' must be a conversation .* got None"),
+    ],
+)
+def test_ultrafeedback_input_of_the_wrong_shape_raises_value_error(row, message):
+    with pytest.raises(ValueError, match=message):
+        ultrafeedback_to_preference(row)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ([{"q": "Hi", "good": "A", "bad": "B"}], "got list; wrap a list of dicts with Dataset.from_list"),
+        (None, "expected a datasets.Dataset, got None"),
+    ],
+)
+def test_validate_preference_refuses_what_is_not_a_dataset(dataset, message):
+    with pytest.raises(ValueError, match=message):
+        validate_preference(dataset, "q", "good", "bad")
+
+
+def test_validate_preference_names_missing_columns_once_up_front():
+    rows = [{"a": "Hi", "b": "Hello", "bad": "Bye"}] * 3
+    with pytest.raises(ValueError) as err:
+        validate_preference(Dataset.from_list(rows), "a", "good", "bad")
+    assert str(err.value) == "the dataset has no column 'good'; it has ['a', 'b', 'bad']"
+    with pytest.raises(ValueError, match="no columns 'prompt', 'chosen', 'rejected'; it has"):
+        validate_preference(Dataset.from_list(rows))
