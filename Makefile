@@ -26,7 +26,7 @@ exercise: setup
 
 # After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
 figures: setup
-	$(BIN)/python -m course_utils.figures
+	$(BIN)/python tools/figures.py
 
 # The cost of a training step, every method side by side in one run; rewrites benchmarks/results/ and the lesson table.
 bench: setup

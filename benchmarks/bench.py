@@ -8,7 +8,7 @@ Every variant trains the same randomly initialised model (built from a config: n
 pairs, whose lengths follow HH-RLHF's, for the same optimizer steps. It reports the median time per optimizer step,
 tokens per second, peak memory, and each of them as a ratio to the recommended recipe, all measured in one run. The
 results go to `benchmarks/results/<arch>-<device>.{json,md,png}`, and the lesson table that quotes that file is
-rewritten (`course_utils.figures`).
+rewritten (`tools/figures.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import math
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: course_utils and tools/
 
+import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig  # noqa: E402
@@ -32,10 +35,19 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCa
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from course_utils import cost, figures, plotting, tiny_model  # noqa: E402
-from course_utils.profiles import HUB_BATCH, ORIGINAL_BATCH, device_settings  # noqa: E402
+from course_utils import cost, tiny_model  # noqa: E402
+from course_utils.profiles import HUB_BATCH, device_settings  # noqa: E402
+from tools import figures  # noqa: E402
 
 RESULTS = figures.ROOT / "benchmarks" / "results"
+# The original module's DPO settings, in fp32: what the benchmark compares the recipe (`HUB_BATCH`) with.
+ORIGINAL_BATCH = {
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 4,
+    "max_length": 1536,
+    "warmup_steps": 0.1,
+    "gradient_checkpointing": True,
+}
 ARCHS = {
     "tiny": tiny_model.SIZES["tiny"],  # the offline profile's model
     # HuggingFaceTB/SmolLM2-135M's config.json: the same shapes, random weights.
@@ -235,6 +247,27 @@ def benchmark(arch: str, steps: int, only: list[str] | None = None) -> dict:
     }
 
 
+def plot_cost(bench: dict, path: str | Path | None = None) -> plt.Figure:
+    """The benchmark's variants as horizontal bars: tokens per second and peak memory, as ratios to the recipe."""
+    names = list(bench["variants"])[::-1]  # first variant on top
+    panels = {"tokens_per_s_ratio": "tokens per second vs recipe", "memory_ratio": "peak memory vs recipe"}
+    panels = {k: v for k, v in panels.items() if all(bench["variants"][n][k] is not None for n in names)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.45 * len(names) + 1.4), squeeze=False)
+    for ax, (key, label) in zip(axes.flat, panels.items(), strict=True):
+        bars = ax.barh(names, [bench["variants"][n][key] for n in names], color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f×", fontsize=8)
+        ax.axvline(1.0, color="grey", linewidth=0.8)
+        ax.set_title(label, fontsize=10)
+        ax.margins(x=0.2)
+    for ax in axes.flat[1:]:
+        ax.set_yticklabels([])
+    fig.suptitle(f"{bench['arch']} model, {bench['precision']}, one run on {bench['hardware']}")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def main(argv: list[str] | None = None) -> Path:
     """Run the benchmark, write JSON, table and chart, and refresh the lesson table that quotes them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,7 +285,7 @@ def main(argv: list[str] | None = None) -> Path:
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     table = figures.cost_table(results)
     (args.out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
-    plotting.plot_cost(results, path=args.out / f"{stem}.png")
+    plot_cost(results, path=args.out / f"{stem}.png")
     print(table)
     if not args.no_lesson:
         figures.refresh_lessons()

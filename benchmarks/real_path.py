@@ -31,7 +31,7 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 from course_utils import data, evaluation  # noqa: E402
 from course_utils.profiles import PROFILES, cpu_has_native_bf16, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
-from course_utils.training import common_args, load_model  # noqa: E402
+from course_utils.training import common_args, load_model, precision  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "real-path"  # quoted by the lesson's `real-path-<device>` block
 
@@ -89,7 +89,8 @@ def dpo_step_time(path: str, tokenizer, pairs, bf16: bool, steps: int) -> dict:
     set_seed(0)
     device = {**device_settings(cpu_bf16=bf16), "bf16": bf16}
     args = DPOConfig(
-        **{**common_args("/tmp/real-path-bench", seed=0, device=device), "logging_steps": 1},
+        **{**common_args("/tmp/real-path-bench", seed=0), "logging_steps": 1, "disable_tqdm": True},
+        **precision(device),
         max_steps=steps + 1,
         per_device_train_batch_size=8,
         max_length=256,

@@ -1,4 +1,4 @@
-"""Training curves from `trainer.state.log_history`, shared by the notebooks."""
+"""The notebooks' charts: training curves from `trainer.state.log_history`, the ORPO λ sweep, ORPO vs SFT→DPO."""
 
 from __future__ import annotations
 
@@ -98,48 +98,4 @@ def plot_comparison(comparison: dict[str, dict], title: str = "", path: str | Pa
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(COMPARISON_PANELS[key], fontsize=9)
         ax.margins(y=0.2)
-    return _finish(fig, title, path)
-
-
-def plot_dpo_loss(
-    betas: list[float], margin: float = 20.0, title: str = "", path: str | Path | None = None
-) -> plt.Figure:
-    """The DPO loss of one pair against its log-ratio margin, one curve per β, next to the weight its gradient gets."""
-    import torch  # only this plot needs torch
-
-    from course_utils.losses import dpo_loss
-
-    margins = torch.linspace(-margin, margin, 401)
-    zeros = torch.zeros_like(margins)
-    fig, (loss_ax, weight_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for beta in betas:
-        # Per pair: policy log-ratio of the chosen reply = margin, of the rejected reply = 0.
-        losses = [dpo_loss(m.view(1), zeros[:1], zeros[:1], zeros[:1], beta=beta).item() for m in margins]
-        loss_ax.plot(margins, losses, label=f"β = {beta:g}")
-        weight_ax.plot(margins, beta * torch.sigmoid(-beta * margins), label=f"β = {beta:g}")
-    loss_ax.set_title("DPO loss of one pair", fontsize=10)
-    weight_ax.set_title("Weight of its gradient: β·σ(-β·m)", fontsize=10)
-    for ax in (loss_ax, weight_ax):
-        ax.set_xlabel("margin m = log π/π_ref (chosen) - log π/π_ref (rejected)")
-        ax.axvline(0, color="grey", linewidth=0.8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _finish(fig, title, path)
-
-
-def plot_cost(bench: dict, path: str | Path | None = None) -> plt.Figure:
-    """The benchmark's variants as horizontal bars: tokens per second and peak memory, as ratios to the recipe."""
-    names = list(bench["variants"])[::-1]  # first variant on top
-    panels = {"tokens_per_s_ratio": "tokens per second vs recipe", "memory_ratio": "peak memory vs recipe"}
-    panels = {k: v for k, v in panels.items() if all(bench["variants"][n][k] is not None for n in names)}
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.45 * len(names) + 1.4), squeeze=False)
-    for ax, (key, label) in zip(axes.flat, panels.items(), strict=True):
-        bars = ax.barh(names, [bench["variants"][n][key] for n in names], color="tab:blue")
-        ax.bar_label(bars, fmt="%.2f×", fontsize=8)
-        ax.axvline(1.0, color="grey", linewidth=0.8)
-        ax.set_title(label, fontsize=10)
-        ax.margins(x=0.2)
-    for ax in axes.flat[1:]:
-        ax.set_yticklabels([])
-    title = f"{bench['arch']} model, {bench['precision']}, one run on {bench['hardware']}"
     return _finish(fig, title, path)

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from course_utils import figures, profiles
+from course_utils import profiles
+from tools import figures
 
 sys.path.insert(0, str(figures.ROOT / "benchmarks"))
 import bench  # noqa: E402
@@ -76,10 +77,31 @@ def test_committed_results_are_of_the_current_recipe(path):
     rows = results["variants"]
     assert list(rows) == list(bench.variants({})), "run `python benchmarks/bench.py` with every variant"
     recipe = {k: v for k, v in rows["dpo (recipe)"]["settings"].items() if k in profiles.HUB_BATCH}
-    original = {k: v for k, v in rows["dpo (original settings)"]["settings"].items() if k in profiles.ORIGINAL_BATCH}
+    original = {k: v for k, v in rows["dpo (original settings)"]["settings"].items() if k in bench.ORIGINAL_BATCH}
     assert recipe == profiles.HUB_BATCH, f"{path.name} measured another recipe: run the benchmark again"
-    assert original == profiles.ORIGINAL_BATCH
+    assert original == bench.ORIGINAL_BATCH
     assert results["hardware"] and results["timed_steps"] >= 5
+
+
+def test_original_settings_keep_sixteen_pairs_per_update_and_are_longer_than_the_recipe():
+    for batch in (profiles.HUB_BATCH, bench.ORIGINAL_BATCH):
+        assert batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"] == 16
+    assert profiles.HUB_BATCH["max_length"] < bench.ORIGINAL_BATCH["max_length"]
+
+
+@pytest.mark.parametrize("path", RESULTS, ids=lambda p: p.name)
+def test_cost_chart_draws_each_ratio_one_bar_per_variant(path, tmp_path):
+    results = json.loads(path.read_text())
+    fig = bench.plot_cost(results, path=tmp_path / "cost.png")
+    panels = ["tokens per second vs recipe", "peak memory vs recipe"]
+    if any(r["memory_ratio"] is None for r in results["variants"].values()):
+        panels = panels[:1]  # no memory measured: no memory panel
+    assert [ax.get_title() for ax in fig.axes] == panels
+    names = [label.get_text() for label in fig.axes[0].get_yticklabels()]
+    assert names == list(results["variants"])[::-1]  # the first variant on top
+    bars = [bar.get_width() for bar in fig.axes[0].patches]
+    assert bars == [results["variants"][n]["tokens_per_s_ratio"] for n in names]
+    assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_results_exist_for_the_lessons():

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import figures, losses
+from course_utils import losses
 from course_utils.tiny_model import build_tiny_model
+from tools import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
@@ -165,7 +166,7 @@ def test_lesson_tables_are_generated_from_measured_json():
     for lesson in sorted(MODULE.glob("*.md")):
         text = lesson.read_text(encoding="utf-8")
         assert figures.fill_tables(text, measured) == text, (
-            f"{rel(lesson)}: a measured table differs from measured.json; run `python -m course_utils.figures`"
+            f"{rel(lesson)}: a measured table differs from measured.json; run `python tools/figures.py --tables`"
         )
     names = {m["name"] for lesson in MODULE.glob("*.md") for m in figures.BLOCK.finditer(lesson.read_text())}
     assert names == set(figures.tables(measured)), "every measured table appears in a lesson"
@@ -189,7 +190,7 @@ def test_measured_numbers_are_those_of_a_fresh_notebook_run(run):
     committed = json.loads(figures.MEASURED.read_text(encoding="utf-8"))[run]
     fresh = json.loads(fresh_path.read_text(encoding="utf-8"))
     assert without_timings(committed) == without_timings(fresh), (
-        "the notebook now measures other numbers: run `python -m course_utils.figures` and review the lessons"
+        "the notebook now measures other numbers: run `python tools/figures.py` and review the lessons"
     )
 
 

@@ -54,16 +54,3 @@ def test_comparison_plot_skips_measures_a_method_lacks(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Total training time (s)", "Time per optimizer step (s)", "Judged score"]
     assert [b.get_height() for b in fig.axes[1].patches] == [0.1, 0.2]
-
-
-def test_dpo_loss_plot_draws_the_loss_and_its_gradient_weight():
-    import torch
-
-    fig = plotting.plot_dpo_loss([0.1, 1.0], margin=10.0)
-    loss_ax, weight_ax = fig.axes[:2]
-    for line, beta in zip(loss_ax.get_lines()[:2], [0.1, 1.0], strict=True):
-        margins = torch.tensor(line.get_xdata(), dtype=torch.float32)
-        expected = -torch.nn.functional.logsigmoid(beta * margins)
-        assert torch.allclose(torch.tensor(line.get_ydata(), dtype=torch.float32), expected, atol=1e-5)
-    weights = weight_ax.get_lines()[1].get_ydata()
-    assert weights[0] > 0.99 and weights[-1] < 1e-4  # β = 1: full weight when wrong, none when far right

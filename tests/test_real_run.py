@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import figures
+from tools import figures
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "real-path"

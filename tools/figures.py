@@ -1,21 +1,29 @@
 """The lessons' figures and measured tables, drawn from the notebooks' runs by the course's own code.
 
-Run `make exercise` (both notebooks, offline), then `python -m course_utils.figures`: it writes the images and
-`measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->` markers in the
-lessons. Tests check that the committed tables match `measured.json` and that its numbers match every fresh run.
+Run `make exercise` (both notebooks, offline), then `python tools/figures.py` (`make figures`): it writes the
+images and `measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->`
+markers in the lessons. `python tools/figures.py --tables` rewrites only the tables, from the committed
+`measured.json` and `benchmarks/results/` (after a benchmark or `make real`). Tests check that the committed tables
+match `measured.json` and that its numbers match every fresh run.
+
+A maintainer's tool: it reads and writes the repository's folders, so it is not in the `course_utils` package that
+learners install.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import re
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 
 from course_utils import plotting, refusal
+from course_utils.losses import dpo_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
@@ -223,12 +231,39 @@ def fill_tables(text: str, measured: dict) -> str:
     return BLOCK.sub(fill, text)
 
 
+def plot_dpo_loss(
+    betas: list[float], margin: float = 20.0, title: str = "", path: str | Path | None = None
+) -> plt.Figure:
+    """The DPO loss of one pair against its log-ratio margin, one curve per β, next to the weight its gradient gets."""
+    margins = torch.linspace(-margin, margin, 401)
+    zeros = torch.zeros_like(margins)
+    fig, (loss_ax, weight_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for beta in betas:
+        # Per pair: policy log-ratio of the chosen reply = margin, of the rejected reply = 0.
+        losses = [dpo_loss(m.view(1), zeros[:1], zeros[:1], zeros[:1], beta=beta).item() for m in margins]
+        loss_ax.plot(margins, losses, label=f"β = {beta:g}")
+        weight_ax.plot(margins, beta * torch.sigmoid(-beta * margins), label=f"β = {beta:g}")
+    loss_ax.set_title("DPO loss of one pair", fontsize=10)
+    weight_ax.set_title("Weight of its gradient: β·σ(-β·m)", fontsize=10)
+    for ax in (loss_ax, weight_ax):
+        ax.set_xlabel("margin m = log π/π_ref (chosen) - log π/π_ref (rejected)")
+        ax.axvline(0, color="grey", linewidth=0.8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
 def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
     """The lessons' three figures as PNG files."""
     orpo = measured["orpo"]
     label = f"{orpo['profile']} profile, {measured['hardware']}"
     paths = [out_dir / "dpo_loss_vs_margin.png", out_dir / "orpo_lambda_sweep.png", out_dir / "orpo_vs_sft_dpo.png"]
-    plotting.plot_dpo_loss(BETAS, path=paths[0])
+    plot_dpo_loss(BETAS, path=paths[0])
     plotting.plot_sweep(orpo["sweep"], title=f"ORPO: the loss weight λ ({orpo['profile']} profile)", path=paths[1])
     plotting.plot_comparison(orpo["comparison"], title=f"ORPO vs SFT→DPO, measured in one run ({label})", path=paths[2])
     return paths
@@ -242,8 +277,18 @@ def refresh_lessons() -> None:
         lesson.write_text(fill_tables(text, measured), encoding="utf-8")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Regenerate `measured.json`, the figures and the lessons' tables from the latest notebook runs."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--tables",
+        action="store_true",
+        help="only rewrite the lessons' tables from the committed measured.json and benchmark results (no runs read)",
+    )
+    args = parser.parse_args(argv)
+    if args.tables:
+        refresh_lessons()
+        return
     measured = collect()
     IMAGES.mkdir(parents=True, exist_ok=True)
     MEASURED.write_text(json.dumps(measured, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,30 @@
+"""tools/figures.py: the lessons' DPO loss figure, and `--tables` rewriting the measured tables."""
+
+import shutil
+
+import torch
+
+from tools import figures
+
+
+def test_dpo_loss_plot_draws_the_loss_and_its_gradient_weight():
+    fig = figures.plot_dpo_loss([0.1, 1.0], margin=10.0)
+    loss_ax, weight_ax = fig.axes[:2]
+    for line, beta in zip(loss_ax.get_lines()[:2], [0.1, 1.0], strict=True):
+        margins = torch.tensor(line.get_xdata(), dtype=torch.float32)
+        expected = -torch.nn.functional.logsigmoid(beta * margins)
+        assert torch.allclose(torch.tensor(line.get_ydata(), dtype=torch.float32), expected, atol=1e-5)
+    weights = weight_ax.get_lines()[1].get_ydata()
+    assert weights[0] > 0.99 and weights[-1] < 1e-4  # β = 1: full weight when wrong, none when far right
+
+
+def test_tables_option_rewrites_a_stale_table_and_nothing_else(tmp_path, monkeypatch):
+    lesson = tmp_path / "dpo.md"
+    shutil.copy(figures.MODULE / "dpo.md", lesson)
+    committed = lesson.read_text(encoding="utf-8")
+    stale = figures.BLOCK.sub(lambda m: f"<!-- measured:{m['name']} -->\nold\n<!-- /measured -->", committed, count=1)
+    assert stale != committed
+    lesson.write_text(stale, encoding="utf-8")
+    monkeypatch.setattr(figures, "MODULE", tmp_path)
+    figures.main(["--tables"])
+    assert lesson.read_text(encoding="utf-8") == committed
