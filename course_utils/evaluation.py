@@ -10,8 +10,10 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from course_utils import refusal, world
+from course_utils.data import Messages
 
-Messages = list[dict[str, str]]
+# What `scores` measures, in the order the notebooks report it.
+MEASURES = ("preference_accuracy", "judged_score", "decline_rate", "repetition_rate")
 
 
 def _completion_ids(tokenizer: PreTrainedTokenizerBase, prompt: Messages, completion: Messages) -> tuple[list, int]:
@@ -146,3 +148,8 @@ def scores(
         "repetition_rate": refusal.repetition_rate(replies),
         "replies": replies,
     }
+
+
+def before_after(before: dict, after: dict) -> pd.DataFrame:
+    """The measures of two `scores` results side by side (`judged_score` is None outside the offline world)."""
+    return pd.DataFrame({"before": {k: before[k] for k in MEASURES}, "after": {k: after[k] for k in MEASURES}})

@@ -32,14 +32,6 @@ HUB_BATCH = {
     "warmup_steps": 0.1,
     "gradient_checkpointing": True,
 }
-# The original module's DPO settings, in fp32: what `benchmarks/bench.py` compares the recipe with.
-ORIGINAL_BATCH = {
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 4,
-    "max_length": 1536,
-    "warmup_steps": 0.1,
-    "gradient_checkpointing": True,
-}
 
 
 @dataclass(frozen=True)
@@ -63,14 +55,28 @@ class Profile:
 # The hub and local recipes: one model, one kind of data, so one set of settings.
 SMOLLM2_SETTINGS = {
     # The SmolLM2 DPO recipe (alignment-handbook, recipes/smollm2/dpo/config_smol.yaml): lr 1e-6, β 0.5, one epoch.
-    "dpo": {"learning_rate": 1e-6, "beta": 0.5, "num_train_epochs": 1, "max_steps": -1, **HUB_BATCH},
+    "dpo": {
+        "learning_rate": 1e-6,
+        "beta": 0.5,
+        "num_train_epochs": 1,
+        "max_steps": -1,
+        "lr_scheduler_type": "cosine",
+        **HUB_BATCH,
+    },
     # The SFT stage of SFT→DPO, as the ORPO paper trains its SFT baselines on HH-RLHF with OPT-125M to 1.3B
     # (Hong et al. 2024, appendix C: peak lr 1e-5), given as many passes over the chosen replies as ORPO gets.
-    "sft": {"learning_rate": 1e-5, "num_train_epochs": 3, "max_steps": -1, **HUB_BATCH},
+    "sft": {"learning_rate": 1e-5, "num_train_epochs": 3, "max_steps": -1, "lr_scheduler_type": "cosine", **HUB_BATCH},
     # ORPO as the paper trains OPT-125M to 1.3B on HH-RLHF (appendix C: peak lr 8e-6, linear warm-up, cosine decay).
     # λ 0.25 is the paper's value for its smallest model with a stated λ (Phi-2). The paper runs 10 epochs and keeps
     # the best by held-out loss; 3 keep a Colab GPU session short.
-    "orpo": {"learning_rate": 8e-6, "beta": 0.25, "num_train_epochs": 3, "max_steps": -1, **HUB_BATCH},
+    "orpo": {
+        "learning_rate": 8e-6,
+        "beta": 0.25,
+        "num_train_epochs": 3,
+        "max_steps": -1,
+        "lr_scheduler_type": "cosine",
+        **HUB_BATCH,
+    },
 }
 
 PROFILES = {
@@ -112,6 +118,7 @@ PROFILES = {
             "warmup_steps": 0.1,
             "gradient_checkpointing": False,  # a 1M-parameter model has memory to spare: skip the recomputation
             "max_steps": -1,
+            "lr_scheduler_type": "cosine",
         },
         sft={
             "learning_rate": 3e-3,
@@ -122,6 +129,7 @@ PROFILES = {
             "warmup_steps": 0.05,
             "gradient_checkpointing": False,
             "max_steps": -1,
+            "lr_scheduler_type": "cosine",
         },
         # From an untrained model, ORPO must teach the language too: a large learning rate and many passes.
         orpo={
@@ -134,6 +142,7 @@ PROFILES = {
             "warmup_steps": 0.05,
             "gradient_checkpointing": False,
             "max_steps": -1,
+            "lr_scheduler_type": "cosine",
         },
     ),
 }

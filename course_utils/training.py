@@ -23,22 +23,14 @@ def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
     return model.to(device or device_settings()["device"])
 
 
-def common_args(output_dir: str | Path, seed: int = 0, device: dict | None = None) -> dict:
-    """Arguments every trainer in the course shares: device and precision, seed, quiet logging, no checkpoints.
+def common_args(output_dir: str | Path, seed: int = 0) -> dict:
+    """Plumbing every trainer in the course shares: output folder, seed, logging every 5 steps, no checkpoints."""
+    return {"output_dir": str(output_dir), "seed": seed, "report_to": "none", "save_strategy": "no", "logging_steps": 5}
 
-    `device` is `device_settings()`'s answer (by default without CPU autocast).
-    """
-    device = {k: v for k, v in (device or device_settings(cpu_bf16=False)).items() if k != "device"}
-    return {
-        "output_dir": str(output_dir),
-        "seed": seed,
-        "report_to": "none",
-        "save_strategy": "no",
-        "logging_steps": 5,
-        "lr_scheduler_type": "cosine",
-        "disable_tqdm": True,
-        **device,
-    }
+
+def precision(device: dict) -> dict:
+    """The mixed-precision flags of `device_settings()`'s answer, as `TrainingArguments` takes them."""
+    return {key: device[key] for key in ("use_cpu", "bf16", "fp16")}
 
 
 def sft(
@@ -51,7 +43,8 @@ def sft(
     """
     model = load_model(model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    args = SFTConfig(**{**common_args(output_dir, seed, device), "logging_steps": 50}, **settings)
+    device = device or device_settings(cpu_bf16=False)
+    args = SFTConfig(**{**common_args(output_dir, seed), "logging_steps": 50}, **precision(device), **settings)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     metrics = trainer.train().metrics
     trainer.save_model(str(output_dir))

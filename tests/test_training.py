@@ -45,10 +45,3 @@ def test_sft_trains_fp32_weights_from_a_bf16_checkpoint(bf16_checkpoint, tmp_pat
     assert metrics["global_step"] == 1
     with safe_open(f"{out}/model.safetensors", "pt") as saved:
         assert {saved.get_tensor(k).dtype for k in saved.keys()} == {torch.float32}
-
-
-def test_common_args_carry_the_precision_they_are_given():
-    device = {"device": "cuda", "use_cpu": False, "bf16": False, "fp16": True}
-    args = training.common_args("out", seed=3, device=device)
-    assert (args["fp16"], args["bf16"], args["use_cpu"], args["seed"]) == (True, False, False, 3)
-    assert "device" not in args

@@ -39,10 +39,11 @@ from peft import LoraConfig  # noqa: E402
 from transformers import AutoTokenizer, set_seed  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
-from course_utils import data, evaluation, figures, refusal  # noqa: E402
+from course_utils import data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
-from course_utils.training import common_args, load_model  # noqa: E402
+from course_utils.training import common_args, load_model, precision  # noqa: E402
+from tools import figures  # noqa: E402
 
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
@@ -56,6 +57,7 @@ SETTINGS = {
     "gradient_accumulation_steps": 1,
     "max_length": 256,
     "warmup_steps": 0.1,
+    "lr_scheduler_type": "cosine",
     "gradient_checkpointing": False,  # 135M parameters at 256 tokens fit in a laptop's memory without it
 }
 LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -98,7 +100,8 @@ def main() -> None:
     before = measure(model, tokenizer, test, prompts)
     device = device_settings(cpu_bf16=profile.cpu_bf16)
     training_args = DPOConfig(
-        **{**common_args(OUT / "trainer", seed=SEED, device=device), "logging_steps": 2},
+        **{**common_args(OUT / "trainer", seed=SEED), "logging_steps": 2},
+        **precision(device),
         **{**SETTINGS, **({"max_steps": 2, "per_device_train_batch_size": 2} if args.smoke else {})},
     )
     trainer = DPOTrainer(
