@@ -4,10 +4,10 @@
     python tools/run_notebook.py dpo --quiet       # no progress, only the measures at the end
 
 Each notebook runs in a fresh kernel from the notebooks folder. As it runs, the terminal shows which section is
-executing, what the cells print (not their warnings), and the trainers' own progress (step, time left, logged losses), read from the
-progress table transformers draws in a notebook. The executed copy and the run's outputs go to the run folder
-(`COURSE_RUN_DIR`, default `2_preference_alignment/notebooks/runs`). The tests execute the notebooks with the same
-function, quietly, into a temporary folder.
+executing, what the cells print (not their warnings), and the trainers' own progress (step, time left, logged
+losses), read from the progress table transformers draws in a notebook. The executed copy and the run's outputs
+go to the run folder (`COURSE_RUN_DIR`, default `2_preference_alignment/notebooks/runs`). The tests execute the
+notebooks with the same function, quietly, into a temporary folder.
 """
 
 from __future__ import annotations
