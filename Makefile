@@ -1,5 +1,5 @@
-# Two commands on a fresh machine: `make exercise` runs the exercises offline, `make test` runs every check.
-# `make exercise EXERCISE=orpo` runs one notebook (dpo or orpo).
+# On a fresh machine: `make lab` opens the notebooks in JupyterLab, `make exercise` runs them offline in the terminal,
+# `make test` runs every check. `make exercise EXERCISE=orpo` runs one notebook (dpo or orpo).
 PYTHON ?= python3
 VENV ?= .venv
 # CPU build of torch for a local run; on a GPU machine set TORCH_SPEC to the build you want (Colab keeps its own).
@@ -9,7 +9,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup exercise figures bench real test lint
+.PHONY: setup lab exercise figures bench real test test-fast lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,13 @@ setup: $(BIN)/activate
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -e .
 
+# Opens JupyterLab on the notebooks (as root, in a container, it needs --allow-root). LAB_ARGS adds options.
+lab: setup
+	$(BIN)/jupyter lab $(NOTEBOOKS) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Runs each notebook top to bottom, printing its sections, training progress and, at the end, the measures.
 exercise: setup
-	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir $(NOTEBOOKS)/runs \
-		$(foreach name,$(EXERCISE),$(NOTEBOOKS)/$(name)_finetuning_example.ipynb)
-	@echo "Executed notebook and metrics: $(NOTEBOOKS)/runs/"
+	$(BIN)/python tools/run_notebook.py $(EXERCISE)
 
 # After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
 figures: setup
@@ -40,8 +43,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The real path first (SmolLM2-135M-Instruct on real harmless-base rows, capped to a few steps), then the offline
-# notebooks and every test; the tests read the metrics both runs wrote.
+# Every check. The tests execute each notebook once, into a temporary folder: offline in full, and the real path
+# (SmolLM2-135M-Instruct on real harmless-base rows, COURSE_PROFILE=local) capped to a couple of steps.
 test: lint
-	COURSE_PROFILE=local COURSE_SMOKE=1 $(BIN)/python -m pytest $(NOTEBOOKS) --nbval-lax --nbval-current-env
-	$(BIN)/python -m pytest $(NOTEBOOKS) tests --nbval-lax --nbval-current-env
+	$(BIN)/python -m pytest tests --durations=15
+
+# The quick loop while you work: everything except executing notebooks, training runs and subprocesses.
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow"

@@ -25,41 +25,68 @@ def smoke(tmp_path_factory):
     return json.loads(path.read_text()), out
 
 
+@pytest.mark.slow
 def test_every_chosen_variant_runs_and_writes_json_table_and_chart(smoke):
     results, out = smoke
     assert list(results["variants"]) == ["dpo (recipe)", "dpo, LoRA r=16", "orpo", "sft (chosen replies)"]
     stem = f"{results['arch']}-{results['device']}"
     assert {p.name for p in out.iterdir()} == {f"{stem}.json", f"{stem}.md", f"{stem}.png"}
-    assert (out / f"{stem}.md").read_text().strip() == figures.cost_table(results)
-    for row in results["variants"].values():
-        assert row["step_s"] > 0 and row["tokens_per_s"] > 0 and row["loss"] > 0
 
 
-def test_ratios_are_to_the_recipe_measured_in_the_same_run(smoke):
-    rows = smoke[0]["variants"]
-    recipe = rows["dpo (recipe)"]
-    assert recipe["step_time_ratio"] == recipe["tokens_per_s_ratio"] == 1.0
-    for row in rows.values():
-        assert row["tokens_per_s"] == pytest.approx(row["tokens_per_step"] / row["step_s"])
-        assert row["tokens_per_s_ratio"] == pytest.approx(row["tokens_per_s"] / recipe["tokens_per_s"])
-        assert row["memory_ratio"] == pytest.approx(row["peak_memory_mb"] / recipe["peak_memory_mb"])
-
-
+@pytest.mark.slow
 def test_our_token_count_is_the_trainers_own(smoke):
     # TRL's DPO and SFT batches let the Trainer count non-padding tokens; ORPO's do not, so we count for all.
-    rows = smoke[0]["variants"]
+    results = smoke[0]
+    rows, steps = results["variants"], results["timed_steps"] + 1  # the timed steps and the warm-up step
     for name in ["dpo (recipe)", "dpo, LoRA r=16", "sft (chosen replies)"]:
-        assert rows[name]["tokens_per_step"] * 2 == rows[name]["tokens_seen_by_trainer"], name  # 2 steps
+        assert rows[name]["tokens_per_step"] * steps == pytest.approx(rows[name]["tokens_seen_by_trainer"]), name
     sft, dpo = rows["sft (chosen replies)"], rows["dpo (recipe)"]
     assert sft["tokens_per_step"] < dpo["tokens_per_step"] / 2 + 16  # the chosen side only
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_only_and_orpo_needs_no_reference_pass(smoke):
     rows = smoke[0]["variants"]
+    micro_batches = profiles.HUB_BATCH["gradient_accumulation_steps"]
     assert rows["dpo, LoRA r=16"]["trainable_params"] < rows["dpo (recipe)"]["trainable_params"] / 4
-    # Forward passes of whole models per optimizer step: DPO runs policy and reference on each of 4 micro-batches.
-    assert rows["dpo (recipe)"]["forward_passes_per_step"] == 8
-    assert rows["orpo"]["forward_passes_per_step"] == 4
+    # Forward passes of whole models per optimizer step: DPO runs policy and reference on each micro-batch.
+    assert rows["dpo (recipe)"]["forward_passes_per_step"] == 2 * micro_batches
+    assert rows["orpo"]["forward_passes_per_step"] == micro_batches
+
+
+def row(step_s: float, tokens_per_s: float, peak_memory_mb: float | None) -> dict:
+    return {"step_s": step_s, "tokens_per_s": tokens_per_s, "peak_memory_mb": peak_memory_mb}
+
+
+def test_ratios_are_to_the_named_baseline_row():
+    # The baseline is found by its name, not by its place: here it is the second row.
+    rows = bench.with_ratios({"sft": row(0.5, 3000.0, 50.0), "dpo (recipe)": row(2.0, 1000.0, 200.0)}, "dpo (recipe)")
+    recipe, sft = rows["dpo (recipe)"], rows["sft"]
+    assert (recipe["step_time_ratio"], recipe["tokens_per_s_ratio"], recipe["memory_ratio"]) == (1.0, 1.0, 1.0)
+    assert (sft["step_time_ratio"], sft["tokens_per_s_ratio"], sft["memory_ratio"]) == (0.25, 3.0, 0.25)
+
+
+def test_unmeasured_memory_has_no_ratio_and_the_table_says_so():
+    rows = bench.with_ratios({"orpo": row(1.0, 800.0, None), "dpo (recipe)": row(2.0, 1000.0, None)}, "dpo (recipe)")
+    assert [r["memory_ratio"] for r in rows.values()] == [None, None]
+    for r, params in zip(rows.values(), (1_115_264, 188_416), strict=True):
+        r["trainable_params"] = params
+    results = {
+        "arch": "tiny",
+        "parameters": 1_115_264,
+        "precision": "fp32",
+        "hardware": "arm64 CPU, 8 cores",
+        "memory": "not measured on this platform",
+        "variants": rows,
+    }
+    table = figures.cost_table(results).splitlines()
+    assert table[0].startswith("| tiny model (1.1M parameters), fp32, one run on arm64 CPU, 8 cores; memory: not")
+    assert table[2:] == [
+        "| orpo | 1.000 | 800 | — | 0.50× | 0.80× | — | 1.12M |",
+        "| dpo (recipe) | 2.000 | 1000 | — | 1.00× | 1.00× | — | 0.19M |",
+    ]
+    fig = bench.plot_cost(results)
+    assert [ax.get_title() for ax in fig.axes] == ["tokens per second vs recipe"]  # no memory panel
 
 
 def test_synthetic_pairs_follow_hh_rlhf_lengths():
@@ -83,10 +110,12 @@ def test_committed_results_are_of_the_current_recipe(path):
     assert results["hardware"] and results["timed_steps"] >= 5
 
 
-def test_original_settings_keep_sixteen_pairs_per_update_and_are_longer_than_the_recipe():
-    for batch in (profiles.HUB_BATCH, bench.ORIGINAL_BATCH):
-        assert batch["per_device_train_batch_size"] * batch["gradient_accumulation_steps"] == 16
-    assert profiles.HUB_BATCH["max_length"] < bench.ORIGINAL_BATCH["max_length"]
+def test_every_variant_trains_on_the_same_pairs_per_update():
+    # `_trainer` refuses any other batch, after minutes of benchmarking: a recipe edit that breaks this fails here.
+    for name, variant in bench.variants({}).items():
+        settings = variant["settings"]
+        pairs = settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"]
+        assert pairs == bench.PAIRS_PER_UPDATE, name
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=lambda p: p.name)
@@ -102,7 +131,3 @@ def test_cost_chart_draws_each_ratio_one_bar_per_variant(path, tmp_path):
     bars = [bar.get_width() for bar in fig.axes[0].patches]
     assert bars == [results["variants"][n]["tokens_per_s_ratio"] for n in names]
     assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_results_exist_for_the_lessons():
-    assert any(p.stem.endswith("-cpu") for p in RESULTS), "the lessons quote a CPU run of the benchmark"

@@ -2,32 +2,27 @@
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
 from course_utils import cost
-from course_utils.tiny_model import build_tiny_model
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0))
 
 
 def test_counts_whole_model_calls_not_layers(tiny):
+    model, _ = tiny
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad(), cost.measure() as m:
-        tiny(input_ids=ids)
-        tiny(input_ids=ids)
-        tiny.model.layers[0].mlp(torch.zeros(1, 4, tiny.config.hidden_size))  # a layer alone is not a model pass
+        model(input_ids=ids)
+        model(input_ids=ids)
+        model.model.layers[0].mlp(torch.zeros(1, 4, model.config.hidden_size))  # a layer alone is not a model pass
     assert m["forward_passes"] == 2
     assert m["seconds"] > 0
 
 
 def test_counting_stops_when_the_block_ends(tiny):
+    model, _ = tiny
     with torch.no_grad(), cost.measure() as m:
-        tiny(input_ids=torch.tensor([[1, 2]]))
+        model(input_ids=torch.tensor([[1, 2]]))
     with torch.no_grad():
-        tiny(input_ids=torch.tensor([[1, 2]]))
+        model(input_ids=torch.tensor([[1, 2]]))
     assert m["forward_passes"] == 1
 
 

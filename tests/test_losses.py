@@ -7,9 +7,7 @@ import torch
 from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
-from course_utils.data import format_hh_rlhf, load_bundled
 from course_utils.losses import dpo_loss, orpo_loss, sequence_logps
-from course_utils.tiny_model import build_tiny_model
 
 TOL = 1e-5
 # Float32 on the CPU everywhere, so TRL's forward and ours do the same arithmetic.
@@ -84,22 +82,16 @@ def test_orpo_loss_is_accurate_when_p_is_close_to_one():
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def pairs():
-    dataset, _ = format_hh_rlhf(load_bundled("preference_train"), verbose=False)
-    return dataset.select(range(8))
+def pairs(bundled_pairs):
+    return bundled_pairs.select(range(8))
 
 
 @pytest.fixture(scope="module", params=[0.1, 0.5], ids=lambda beta: f"beta={beta}")
-def dpo(request, tiny_path, pairs, tmp_path_factory):
+def dpo(request, tiny_model_dir, pairs, tmp_path_factory):
     """A DPO trainer whose policy has moved away from its reference, and one of its batches."""
     args = DPOConfig(output_dir=str(tmp_path_factory.mktemp("dpo")), beta=request.param, **TRAINER_ARGS)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    trainer = DPOTrainer(model=str(tiny_path), args=args, train_dataset=pairs, processing_class=tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = DPOTrainer(model=str(tiny_model_dir), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.model.eval()
     torch.manual_seed(0)
     with torch.no_grad():  # at init policy = reference and the loss is log 2 whatever the formula: move the policy
@@ -137,21 +129,14 @@ def test_trl_dpo_sums_the_token_logps(dpo):
     assert abs(our_dpo_loss(trainer, batch, average=True) - trl_loss) > 1e-3, "averaged log-probs match TRL too?"
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
-
-
 @pytest.fixture(scope="module", params=[0.0, 0.1, 1.0], ids=lambda lam: f"lam={lam}")
-def orpo(request, tiny_path, pairs, tmp_path_factory, monkeypatch_module):
+def orpo(request, tiny_model_dir, pairs, tmp_path_factory):
     """An ORPO trainer with λ (TRL's `beta`) set, and one of its batches."""
-    monkeypatch_module.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     args = ORPOConfig(output_dir=str(tmp_path_factory.mktemp("orpo")), beta=request.param, **TRAINER_ARGS)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    trainer = ORPOTrainer(model=str(tiny_path), args=args, train_dataset=pairs, processing_class=tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = ORPOTrainer(model=str(tiny_model_dir), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.model.eval()
     return trainer, next(iter(trainer.get_train_dataloader()))
 

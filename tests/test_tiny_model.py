@@ -7,15 +7,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from course_utils.tiny_model import build_tiny_model
 
 
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
-
-
-def test_loads_with_from_pretrained_and_has_a_chat_template(tiny_path):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_path)
-    model = AutoModelForCausalLM.from_pretrained(tiny_path)
-    assert model.config.model_type == "llama" and model.config._name_or_path == str(tiny_path)
+def test_loads_with_from_pretrained_and_has_a_chat_template(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert model.config.model_type == "llama" and model.config._name_or_path == str(tiny_model_dir)
     messages = [{"role": "user", "content": "What color is a lime?"}, {"role": "assistant", "content": "Green."}]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     assert text == "<|im_start|>user\nWhat color is a lime?<|im_end|>\n<|im_start|>assistant\nGreen.<|im_end|>\n"
@@ -26,13 +21,13 @@ def test_loads_with_from_pretrained_and_has_a_chat_template(tiny_path):
     assert 0.5e6 < n_params < 2e6
 
 
-def test_same_seed_same_weights_other_seed_other_weights(tiny_path, tmp_path):
-    a = AutoModelForCausalLM.from_pretrained(tiny_path).state_dict()
+def test_same_seed_same_weights_other_seed_other_weights(tiny_model_dir, tmp_path):
+    a = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
     b = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "b", seed=0)).state_dict()
     c = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "c", seed=1)).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    assert (tmp_path / "b" / "tokenizer.json").read_text() == (tiny_path / "tokenizer.json").read_text()
+    assert (tmp_path / "b" / "tokenizer.json").read_text() == (tiny_model_dir / "tokenizer.json").read_text()
 
 
 def test_the_larger_size_is_larger(tmp_path):

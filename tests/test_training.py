@@ -1,21 +1,22 @@
 """course_utils.training: one rule for weights (fp32 on the training device), whatever the checkpoint's dtype."""
 
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
 
 from course_utils import training
 from course_utils.data import load_bundled
-from course_utils.tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def bf16_checkpoint(tmp_path_factory):
-    """A tiny model saved the way SmolLM2 is stored on the Hub: bf16 safetensors."""
-    path = build_tiny_model(tmp_path_factory.mktemp("tiny"), seed=0)
+def bf16_checkpoint(tmp_path_factory, tiny_model_dir):
+    """A copy of the tiny model saved the way SmolLM2 is stored on the Hub: bf16 safetensors."""
+    path = shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("bf16") / "tiny")
     AutoModelForCausalLM.from_pretrained(path).to(torch.bfloat16).save_pretrained(path)
     assert json.loads((path / "config.json").read_text())["dtype"] == "bfloat16"
     return path
@@ -45,3 +46,30 @@ def test_sft_trains_fp32_weights_from_a_bf16_checkpoint(bf16_checkpoint, tmp_pat
     assert metrics["global_step"] == 1
     with safe_open(f"{out}/model.safetensors", "pt") as saved:
         assert {saved.get_tensor(k).dtype for k in saved.keys()} == {torch.float32}
+
+
+def dpo_log(model_dir, pairs, out, seed: int) -> list[float]:
+    """Loss and gradient norm of each of 3 DPO steps of 2 pairs, with the course's common arguments and `seed`."""
+    args = DPOConfig(
+        **{**training.common_args(out, seed=seed), "logging_steps": 1},
+        max_steps=3,
+        per_device_train_batch_size=2,
+        max_length=128,
+        learning_rate=1e-3,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    model, tokenizer = training.load_model(model_dir, device="cpu"), AutoTokenizer.from_pretrained(model_dir)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
+    trainer.train()
+    return [log[key] for log in trainer.state.log_history if "loss" in log for key in ("loss", "grad_norm")]
+
+
+def test_same_seed_same_training_other_seed_other_training(tiny_model_dir, bundled_pairs, tmp_path):
+    # The lessons quote numbers a fresh notebook run must reproduce: that needs the seed to fix every random choice.
+    pairs = bundled_pairs.select(range(16))
+    first, again = (dpo_log(tiny_model_dir, pairs, tmp_path / name, seed=0) for name in ("a", "b"))
+    other = dpo_log(tiny_model_dir, pairs, tmp_path / "c", seed=1)
+    assert len(first) == 2 * 3
+    assert first == pytest.approx(again, rel=1e-6)
+    assert first != pytest.approx(other, rel=1e-6)  # the seed chooses the batches: another seed, other steps

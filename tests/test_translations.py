@@ -65,13 +65,9 @@ def numbers(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize(("lang", "english"), PAIRS, ids=lambda v: v if isinstance(v, str) else v.name)
-def test_every_english_lesson_has_a_translation(lang, english):
-    assert translated(lang, english).is_file(), f"missing translation {rel(translated(lang, english))}"
-
-
-@pytest.mark.parametrize(("lang", "english"), PAIRS, ids=lambda v: v if isinstance(v, str) else v.name)
 def test_translation_follows_the_current_english(lang, english):
     path = translated(lang, english)
+    assert path.is_file(), f"{rel(english)} has no {lang} translation: add {rel(path)}"
     header = HEADER.match(path.read_text(encoding="utf-8"))
     assert header, f"{rel(path)} must start with <!-- source: {rel(english)} sha256:{english_hash(english)} -->"
     assert header["source"] == rel(english)
@@ -160,13 +156,8 @@ def test_every_text_file_is_clean_utf8():
         assert not mojibake(text), f"{rel(path)} holds text decoded in the wrong encoding: {mojibake(text)[:3]}"
 
 
-def test_the_checks_catch_a_drifting_translation(tmp_path):
+def test_the_checks_catch_a_drifting_translation():
     english = "## A\n\n```python\nx = DPOConfig(beta=0.1)  # the weight\n```\n"
     assert code_blocks(english.replace("the weight", "el peso")) == code_blocks(english)  # comments may differ
     assert code_blocks(english.replace("beta=0.1", "beta=0.5")) != code_blocks(english)
     assert headings(english.replace("## A", "### A")) != headings(english)
-    source = tmp_path / "lesson.md"
-    source.write_text(english, encoding="utf-8")
-    before = english_hash(source)
-    source.write_text(english + "\nOne more sentence.\n", encoding="utf-8")
-    assert english_hash(source) != before  # any English edit makes its translations stale

@@ -2,9 +2,9 @@
 
 Run `make exercise` (both notebooks, offline), then `python tools/figures.py` (`make figures`): it writes the
 images and `measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->`
-markers in the lessons. `python tools/figures.py --tables` rewrites only the tables, from the committed
-`measured.json` and `benchmarks/results/` (after a benchmark or `make real`). Tests check that the committed tables
-match `measured.json` and that its numbers match every fresh run.
+markers in the lessons and the notebooks' Markdown. `python tools/figures.py --tables` rewrites only the tables,
+from the committed `measured.json` and `benchmarks/results/` (after a benchmark or `make real`). Tests check that
+the committed tables match `measured.json` and that its numbers match every fresh run.
 
 A maintainer's tool: it reads and writes the repository's folders, so it is not in the `course_utils` package that
 learners install.
@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import nbformat
 import torch
 
 from course_utils import plotting, refusal
@@ -154,6 +155,28 @@ def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]
     return out
 
 
+T4_ESTIMATE = BENCHMARKS / "real-path" / "t4-estimate.json"
+
+
+def notebook_time_table(measured: dict, name: str, estimate: Path = T4_ESTIMATE) -> str:
+    """How long a notebook takes: measured offline; on a T4, the floor the FLOP count puts under its training."""
+    t4 = json.loads(estimate.read_text())
+    # The trainings each notebook runs at the hub settings: DPO full and with LoRA; ORPO three times (the λ sweep), SFT
+    # and DPO (the comparison).
+    trainings = {"dpo": ["dpo", "dpo"], "orpo": ["orpo", "orpo", "orpo", "sft", "dpo"]}[name]
+    floor = sum(t4["runs"][run]["seconds_at_peak"] for run in trainings)
+    return "\n".join(
+        [
+            "| where | profile | how long |",
+            "|---|---|---|",
+            f"| {measured['hardware']} | offline | {measured[name]['notebook_runtime_s'] / 60:.1f} min, "
+            "the whole notebook, measured |",
+            f"| Colab, {t4['card']} | hub | the training alone needs at least {floor:.0f} s of the card's peak "
+            "compute (counted from the model's FLOPs); loading, evaluation and generation come on top |",
+        ]
+    )
+
+
 def tables(measured: dict) -> dict[str, str]:
     """The Markdown table of each `<!-- measured:name -->` block, from `measured.json` and the benchmark results."""
     dpo, orpo = measured["dpo"], measured["orpo"]
@@ -167,6 +190,8 @@ def tables(measured: dict) -> dict[str, str]:
         **benchmark_tables(),
         **real_path_tables(),
         "decline-detector": detector_table(),
+        "dpo-notebook-time": notebook_time_table(measured, "dpo"),
+        "orpo-notebook-time": notebook_time_table(measured, "orpo"),
         "dpo": "\n".join(
             [
                 f"| measure ({dpo['profile']} profile) | before DPO | after DPO |",
@@ -270,11 +295,17 @@ def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
 
 
 def refresh_lessons() -> None:
-    """Rewrite every measured table in the English lessons from `measured.json` and the benchmark results."""
+    """Rewrite every measured table in the English lessons and the notebooks' Markdown from `measured.json`."""
     measured = json.loads(MEASURED.read_text(encoding="utf-8"))
     for lesson in sorted(MODULE.glob("*.md")):
         text = lesson.read_text(encoding="utf-8")
         lesson.write_text(fill_tables(text, measured), encoding="utf-8")
+    for path in sorted((MODULE / "notebooks").glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "markdown":
+                cell.source = fill_tables(cell.source, measured)
+        nbformat.write(notebook, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,7 +57,6 @@ SETTINGS = {
     "gradient_accumulation_steps": 1,
     "max_length": 256,
     "warmup_steps": 0.1,
-    "lr_scheduler_type": "cosine",
     "gradient_checkpointing": False,  # 135M parameters at 256 tokens fit in a laptop's memory without it
 }
 LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -102,6 +101,7 @@ def main() -> None:
     training_args = DPOConfig(
         **{**common_args(OUT / "trainer", seed=SEED), "logging_steps": 2},
         **precision(device),
+        lr_scheduler_type="cosine",  # as the notebooks (the committed run's settings record the rest)
         **{**SETTINGS, **({"max_steps": 2, "per_device_train_batch_size": 2} if args.smoke else {})},
     )
     trainer = DPOTrainer(
