@@ -147,7 +147,8 @@ PROFILES = {
     ),
 }
 # COURSE_SMOKE=1: a few steps on a few rows, to prove a profile runs end to end (what CI does with `local` on a CPU).
-SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 256}
+# 128 tokens truncate most real pairs: the smoke run proves truncation too, at half the cost of 256.
+SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128}
 SMOKE_ROWS = {"train_rows": 32, "test_rows": 4}
 
 

@@ -1,16 +1,19 @@
 """Fixtures the tests share: the tiny model, the bundled pairs, and each notebook executed once per session.
 
-The notebooks run from `notebook_run`, into a temporary folder, the first time a test asks for them: a plain
-`pytest` never reads the runs a learner (or an earlier session) left in `notebooks/runs/`.
+A test that reads a notebook's run says so with `@pytest.mark.notebook(name, profile)` and asks `notebook_run`.
+The runs the selected tests declare start when the session starts, two at a time, into a temporary folder (a plain
+`pytest` never reads the runs a learner left in `notebooks/runs/`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,27 +55,57 @@ def held_out_pairs() -> Dataset:
     return format_hh_rlhf(load_bundled("preference_test"), verbose=False)[0]
 
 
-@pytest.fixture(scope="session")
-def notebook_run(tmp_path_factory):
-    """`notebook_run("dpo", "offline")`: the notebook executed once per session; its metrics and run folder.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "notebook(name, profile): the test reads that notebook's run (see conftest.py)")
 
-    A notebook that fails is not executed again for the next test that asks: its error is raised again.
+
+# How long each run takes, longest first, so that two at a time finish together (2-core CPU, one thread each).
+RUN_ORDER = [("orpo", "offline"), ("orpo", "local"), ("dpo", "offline"), ("dpo", "local")]
+
+
+def declared_runs(items: list[pytest.Item]) -> list[tuple[str, str]]:
+    """The (notebook, profile) runs the selected tests declare, the longest first."""
+    runs = {tuple(marker.args) for item in items for marker in item.iter_markers("notebook")}
+    return sorted(runs, key=RUN_ORDER.index)
+
+
+@pytest.fixture(scope="session")
+def notebook_run(request, tmp_path_factory):
+    """`notebook_run("dpo", "offline")`: that notebook's metrics and run folder, executed once per session.
+
+    The runs start when the session starts, two at a time. On a 2-core CPU two notebooks side by side with one
+    thread each finish sooner than one after the other with two (a tiny-model DPO epoch: 8.3 s on one thread, 5.3 s
+    on two, identical losses), so while they run every process here keeps to one thread. A notebook that fails runs
+    once; every test that reads it gets its error.
     """
-    done: dict[tuple[str, str], tuple[dict, Path] | Exception] = {}
+    runs = declared_runs(request.session.items)
+    side_by_side = len(runs) > 1
+    if side_by_side:
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and the subprocesses tests start
+    pool = ThreadPoolExecutor(max_workers=2 if side_by_side else 1)  # two at a time, the longest first
+
+    def execute_one(name: str, profile: str) -> tuple[dict, Path]:
+        root = tmp_path_factory.mktemp(f"{name}-{profile}")
+        threads = {"OMP_NUM_THREADS": "1"} if side_by_side else {}
+        return execute(name, root, env={**PROFILE_ENV[profile], **threads}, echo=False), root / f"{name}-{profile}"
+
+    futures: dict[tuple[str, str], Future] = {run: pool.submit(execute_one, *run) for run in runs}
 
     def run(name: str, profile: str) -> tuple[dict, Path]:
-        key = (name, profile)
-        if key not in done:
-            root = tmp_path_factory.mktemp(f"{name}-{profile}")
-            try:
-                done[key] = (execute(name, root, env=PROFILE_ENV[profile], echo=False), root / f"{name}-{profile}")
-            except Exception as error:  # kept, and raised again for every test that asks
-                done[key] = error
-        if isinstance(done[key], Exception):
-            raise done[key]
-        return done[key]
+        if (name, profile) not in futures:
+            pytest.fail(f"mark the test with @pytest.mark.notebook({name!r}, {profile!r}) to read that run")
+        return futures[name, profile].result()
 
-    return run
+    yield run
+    pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def start_notebooks(request):
+    """Start the declared notebook runs at the beginning of the session, not when the first test reads one."""
+    if declared_runs(request.session.items):
+        request.getfixturevalue("notebook_run")
 
 
 # Keys whose values depend on the machine or the moment, not on what a run computes: times, memory, where it ran.

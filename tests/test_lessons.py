@@ -176,7 +176,7 @@ def test_lesson_tables_are_generated_from_measured_json():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", ["dpo", "orpo"])
+@pytest.mark.parametrize("run", [pytest.param(n, marks=pytest.mark.notebook(n, "offline")) for n in ("dpo", "orpo")])
 def test_measured_numbers_are_those_of_a_fresh_notebook_run(run, notebook_run, differences):
     """The lessons quote measured.json: its numbers must be what the notebook measures now, on this machine too."""
     fresh, _ = notebook_run(run, "offline")

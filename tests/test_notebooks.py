@@ -79,6 +79,7 @@ def test_link_check_catches_relative_and_dangling_links():
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("dpo", "offline")
 def test_dpo_offline_metrics_meet_the_targets(notebook_run):
     m, _ = notebook_run("dpo", "offline")
     assert m["profile"] == "offline"
@@ -87,6 +88,7 @@ def test_dpo_offline_metrics_meet_the_targets(notebook_run):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("dpo", "offline")
 def test_dpo_with_lora_trains_adapters_only_and_aligns_as_well(notebook_run):
     m, _ = notebook_run("dpo", "offline")
     full, lora = m["full_vs_lora"]["full"], m["full_vs_lora"]["lora"]
@@ -96,6 +98,7 @@ def test_dpo_with_lora_trains_adapters_only_and_aligns_as_well(notebook_run):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("orpo", "offline")
 def test_orpo_offline_learns_in_one_stage(notebook_run):
     m, _ = notebook_run("orpo", "offline")
     assert m["judged_score_before"] == 0.0  # random weights: nothing it says is right
@@ -104,6 +107,7 @@ def test_orpo_offline_learns_in_one_stage(notebook_run):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("orpo", "offline")
 def test_orpo_sweep_covers_lambda_and_shows_the_trade_off(notebook_run):
     m, _ = notebook_run("orpo", "offline")
     sweep = {point["lambda"]: point for point in m["sweep"]}
@@ -113,6 +117,7 @@ def test_orpo_sweep_covers_lambda_and_shows_the_trade_off(notebook_run):
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("orpo", "offline")
 def test_orpo_against_sft_dpo_counts_forward_passes_and_is_on_target(notebook_run):
     comparison = notebook_run("orpo", "offline")[0]["comparison"]
     assert comparison["orpo"]["forward_passes_per_step"] == 1  # the policy, on chosen and rejected at once
@@ -121,7 +126,7 @@ def test_orpo_against_sft_dpo_counts_forward_passes_and_is_on_target(notebook_ru
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dpo", "orpo"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.notebook(n, "local")) for n in ("dpo", "orpo")])
 def test_real_path_runs_end_to_end_on_smollm2_and_real_pairs(name, notebook_run):
     # Capped to a couple of steps, but the real weights, tokenizer, chat template, truncation, LoRA targets and
     # ORPO's template handling, end to end; the model is saved with fp32 weights, not the checkpoint's bf16.
@@ -135,6 +140,7 @@ def test_real_path_runs_end_to_end_on_smollm2_and_real_pairs(name, notebook_run)
 
 
 @pytest.mark.slow
+@pytest.mark.notebook("dpo", "local")
 def test_dpo_local_smoke_is_capped_and_measures_what_it_says(notebook_run):
     m, _ = notebook_run("dpo", "local")
     assert m["n_test_pairs"] == 4 and 1 <= m["n_test_prompts"] <= 4

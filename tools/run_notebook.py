@@ -19,7 +19,6 @@ import os
 import re
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -89,33 +88,21 @@ class ProgressClient(NotebookClient):
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
 
-@contextmanager
-def _environment(**values: str):
-    """Set environment variables for the kernel this process starts, and restore them afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: bool = True) -> dict:
-    """Execute one notebook (`dpo` or `orpo`) with its runs under `run_root`; return the metrics.json it wrote."""
+    """Execute one notebook (`dpo` or `orpo`) with its runs under `run_root`; return the metrics.json it wrote.
+
+    `env` adds environment variables for the notebook's kernel only (this process's environment is left alone, so
+    several notebooks can run at once from threads).
+    """
     run_root = Path(run_root).resolve()
     run_root.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[name], as_version=4)
     client = ProgressClient(nb, timeout=None, resources={"metadata": {"path": str(NOTEBOOK_DIR)}}, echo=echo)
     started = time.time()
-    with _environment(COURSE_RUN_DIR=str(run_root), **(env or {})):
-        try:
-            client.execute()
-        finally:
-            nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
+    try:
+        client.execute(env={**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
+    finally:
+        nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
     written = [p for p in run_root.glob(f"{name}-*/metrics.json") if p.stat().st_mtime >= started]
     if len(written) != 1:
         raise RuntimeError(f"the {name} notebook ran but wrote {len(written)} metrics.json under {run_root}")
