@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -63,6 +64,15 @@ def pytest_configure(config):
 RUN_ORDER = [("orpo", "offline"), ("orpo", "local"), ("dpo", "offline"), ("dpo", "local")]
 
 
+RUN_TIMES: dict[str, tuple[float, float]] = {}  # run -> (start, end) in seconds since the runs began
+
+
+def pytest_terminal_summary(terminalreporter):
+    """When each notebook run started and ended: what to rebalance when the suite gets slower."""
+    for run, (start, end) in RUN_TIMES.items():
+        terminalreporter.write_line(f"notebook {run}: {start:.0f} s to {end:.0f} s ({end - start:.0f} s)")
+
+
 def declared_runs(items: list[pytest.Item]) -> list[tuple[str, str]]:
     """The (notebook, profile) runs the selected tests declare, the longest first."""
     runs = {tuple(marker.args) for item in items for marker in item.iter_markers("notebook")}
@@ -83,12 +93,18 @@ def notebook_run(request, tmp_path_factory):
     if side_by_side:
         torch.set_num_threads(1)
         os.environ["OMP_NUM_THREADS"] = "1"  # and the subprocesses tests start
+    session_start = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=2 if side_by_side else 1)  # two at a time, the longest first
 
     def execute_one(name: str, profile: str) -> tuple[dict, Path]:
         root = tmp_path_factory.mktemp(f"{name}-{profile}")
         threads = {"OMP_NUM_THREADS": "1"} if side_by_side else {}
-        return execute(name, root, env={**PROFILE_ENV[profile], **threads}, echo=False), root / f"{name}-{profile}"
+        start = time.perf_counter()
+        try:
+            metrics = execute(name, root, env={**PROFILE_ENV[profile], **threads}, echo=False)
+        finally:
+            RUN_TIMES[f"{name}-{profile}"] = (start - session_start, time.perf_counter() - session_start)
+        return metrics, root / f"{name}-{profile}"
 
     futures: dict[tuple[str, str], Future] = {run: pool.submit(execute_one, *run) for run in runs}
 
