@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset
+from transformers import PreTrainedTokenizerBase
 
 from course_utils import sources
 from course_utils.profiles import Profile
@@ -239,6 +240,26 @@ def validate_preference(
         features=PREFERENCE_FEATURES,
         desc="Validating preference pairs",
     )
+
+
+def drop_long_prompts(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
+    """The pairs whose chat-formatted prompt is shorter than `max_length` tokens; prints how many were dropped.
+
+    TRL's `ORPOTrainer` shortens a reply that does not fit in `max_length` but never the prompt: a prompt that fills
+    `max_length` alone leaves an empty reply (nothing to learn) in a sequence longer than `max_length`.
+    """
+    _require_dataset(dataset, ["prompt"])
+    lengths = [
+        len(tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False)) for p in dataset["prompt"]
+    ]
+    keep = [i for i, n in enumerate(lengths) if n < max_length]
+    dropped = [i for i, n in enumerate(lengths) if n >= max_length]
+    shown = ", ".join(map(str, dropped[:5])) + (", …" if len(dropped) > 5 else "")
+    print(
+        f"kept {len(keep)} of {len(dataset)} pairs"
+        + (f"; dropped rows {shown}: their prompt alone fills {max_length} tokens" if dropped else "")
+    )
+    return dataset.select(keep)
 
 
 def load_bundled(name: str) -> Dataset:

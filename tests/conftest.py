@@ -96,8 +96,10 @@ def notebook_run(request, tmp_path_factory):
     session_start = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=2 if side_by_side else 1)  # two at a time, the longest first
 
+    roots = {run: tmp_path_factory.mktemp("-".join(run)) for run in runs}  # here: mktemp is not thread-safe
+
     def execute_one(name: str, profile: str) -> tuple[dict, Path]:
-        root = tmp_path_factory.mktemp(f"{name}-{profile}")
+        root = roots[name, profile]
         threads = {"OMP_NUM_THREADS": "1"} if side_by_side else {}
         start = time.perf_counter()
         try:

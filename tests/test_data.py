@@ -4,6 +4,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from course_utils.data import (
+    drop_long_prompts,
     format_hh_rlhf,
     hh_rlhf_to_preference,
     load_bundled,
@@ -320,3 +321,19 @@ def test_validate_preference_names_missing_columns_once_up_front():
     assert str(err.value) == "the dataset has no column 'good'; it has ['a', 'b', 'bad']"
     with pytest.raises(ValueError, match="no columns 'prompt', 'chosen', 'rejected'; it has"):
         validate_preference(Dataset.from_list(rows))
+
+
+def test_drop_long_prompts_keeps_the_pairs_that_leave_room_for_a_reply(tiny_model_dir, capsys):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    reply = [{"role": "assistant", "content": "A lime is green."}]
+    rows = [
+        {"prompt": [{"role": "user", "content": "What color is a lime?"}], "chosen": reply, "rejected": reply},
+        {"prompt": [{"role": "user", "content": "lime " * 200}], "chosen": reply, "rejected": reply},
+    ]
+    kept = drop_long_prompts(Dataset.from_list(rows), tokenizer, max_length=64)
+    assert kept["prompt"] == [rows[0]["prompt"]]
+    assert "kept 1 of 2 pairs; dropped rows 1: their prompt alone fills 64 tokens" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="Dataset.from_list"):
+        drop_long_prompts(rows, tokenizer, max_length=64)
