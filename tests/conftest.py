@@ -26,9 +26,11 @@ from tools.run_notebook import execute
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 # How each profile runs under test: offline in full; local (real SmolLM2, real pairs) capped to a couple of steps.
+# TRANSFORMERS_VERBOSITY=error also turns the trainers' progress table off (disable_tqdm's default): a learner sees
+# it, a test does not need it, and it costs about 8% of a tiny-model training step.
 PROFILE_ENV = {
-    "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": ""},
-    "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1"},
+    "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error"},
+    "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
 }
 
 
@@ -71,6 +73,11 @@ def pytest_terminal_summary(terminalreporter):
     """When each notebook run started and ended: what to rebalance when the suite gets slower."""
     for run, (start, end) in RUN_TIMES.items():
         terminalreporter.write_line(f"notebook {run}: {start:.0f} s to {end:.0f} s ({end - start:.0f} s)")
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that read a notebook run go last: the others run while the notebooks execute."""
+    items.sort(key=lambda item: item.get_closest_marker("notebook") is not None)
 
 
 def declared_runs(items: list[pytest.Item]) -> list[tuple[str, str]]:
