@@ -19,7 +19,7 @@ PANELS = {
 }
 
 
-def _finish(fig: plt.Figure, title: str, path: str | Path | None) -> plt.Figure:
+def finish(fig: plt.Figure, title: str, path: str | Path | None) -> plt.Figure:
     """Add the title, tighten the layout and save the figure as PNG when `path` is given."""
     if title:
         fig.suptitle(title)
@@ -56,7 +56,7 @@ def plot_training(
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
-    return _finish(fig, title, path)
+    return finish(fig, title, path)
 
 
 def plot_sweep(sweep: list[dict], title: str = "", path: str | Path | None = None) -> plt.Figure:
@@ -74,7 +74,7 @@ def plot_sweep(sweep: list[dict], title: str = "", path: str | Path | None = Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title or "ORPO: the loss weight λ", fontsize=10)
-    return _finish(fig, "", path)
+    return finish(fig, "", path)
 
 
 COMPARISON_PANELS = {
@@ -98,4 +98,4 @@ def plot_comparison(comparison: dict[str, dict], title: str = "", path: str | Pa
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(COMPARISON_PANELS[key], fontsize=9)
         ax.margins(y=0.2)
-    return _finish(fig, title, path)
+    return finish(fig, title, path)

@@ -275,12 +275,7 @@ def plot_dpo_loss(
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return plotting.finish(fig, title, path)
 
 
 def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
