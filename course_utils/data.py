@@ -254,11 +254,8 @@ def drop_long_prompts(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_
     ]
     keep = [i for i, n in enumerate(lengths) if n < max_length]
     dropped = [i for i, n in enumerate(lengths) if n >= max_length]
-    shown = ", ".join(map(str, dropped[:5])) + (", …" if len(dropped) > 5 else "")
-    print(
-        f"kept {len(keep)} of {len(dataset)} pairs"
-        + (f"; dropped rows {shown}: their prompt alone fills {max_length} tokens" if dropped else "")
-    )
+    reason = f"; dropped {_row_list(dropped)}: their prompt alone fills {max_length} tokens" if dropped else ""
+    print(f"kept {len(keep)} of {len(dataset)} pairs{reason}")
     return dataset.select(keep)
 
 

@@ -334,6 +334,6 @@ def test_drop_long_prompts_keeps_the_pairs_that_leave_room_for_a_reply(tiny_mode
     ]
     kept = drop_long_prompts(Dataset.from_list(rows), tokenizer, max_length=64)
     assert kept["prompt"] == [rows[0]["prompt"]]
-    assert "kept 1 of 2 pairs; dropped rows 1: their prompt alone fills 64 tokens" in capsys.readouterr().out
+    assert "kept 1 of 2 pairs; dropped row 1: their prompt alone fills 64 tokens" in capsys.readouterr().out
     with pytest.raises(ValueError, match="Dataset.from_list"):
         drop_long_prompts(rows, tokenizer, max_length=64)
