@@ -9,7 +9,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lab exercise figures bench real test test-fast lint
+.PHONY: setup lab exercise learner figures bench real test test-fast lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lab: setup
 # Runs each notebook top to bottom, printing its sections, training progress and, at the end, the measures.
 exercise: setup
 	$(BIN)/python tools/run_notebook.py $(EXERCISE)
+
+# The learners' notebooks (notebooks/exercises/): the course notebooks with the exercise solutions taken out.
+learner: setup
+	$(BIN)/python tools/learner.py
 
 # After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
 figures: setup

@@ -84,13 +84,21 @@ def mean_logprobs_reference(
     return out
 
 
+def preferred(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16
+) -> list[bool]:
+    """For each pair, whether the chosen reply has a higher mean per-token log-prob than the rejected one."""
+    chosen = mean_logprobs(model, tokenizer, dataset["prompt"], dataset["chosen"], batch_size)
+    rejected = mean_logprobs(model, tokenizer, dataset["prompt"], dataset["rejected"], batch_size)
+    return [c > r for c, r in zip(chosen, rejected, strict=True)]
+
+
 def preference_accuracy(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16
 ) -> float:
     """Share of pairs whose chosen reply has a higher mean per-token log-prob than the rejected one (no reference)."""
-    chosen = mean_logprobs(model, tokenizer, dataset["prompt"], dataset["chosen"], batch_size)
-    rejected = mean_logprobs(model, tokenizer, dataset["prompt"], dataset["rejected"], batch_size)
-    return sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(chosen)
+    right = preferred(model, tokenizer, dataset, batch_size)
+    return sum(right) / len(right)
 
 
 @torch.no_grad()

@@ -41,8 +41,9 @@ def test_stored_without_outputs_and_never_prompts(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_colab_badge_points_at_this_notebook(path):
-    badges = BADGE.findall(source(path))
-    assert badges == [(REPO, path.relative_to(ROOT).as_posix())]
+    badges = BADGE.findall(source(path))  # the badge first, then the links to both versions of the notebook
+    assert badges[0] == (REPO, path.relative_to(ROOT).as_posix())
+    assert all(repo == REPO and (ROOT / target).is_file() for repo, target in badges), badges
     assert f"git+https://github.com/{REPO}" in source(path)  # the Colab-only install cell
 
 

@@ -45,11 +45,40 @@ def headings(text: str) -> list[int]:
     return [len(h) for h in re.findall(r"^(#{1,6}) ", FENCE.sub("", text), re.M)]
 
 
+HASH_COMMENTED = {"bash", "sh", "shell", "yaml", "yml", "toml"}
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    """`tree` with the docstring of every module, class and function taken out (translations may localise them)."""
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            if isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def _without_hash_comments(code: str) -> str:
+    """Shell or YAML code with its `#` comments and trailing spaces taken out (a `#` inside quotes is kept)."""
+    lines = [re.sub(r"""(^|\s)#(?=[^"']*$).*""", "", line).rstrip() for line in code.splitlines()]
+    return "\n".join(line for line in lines if line)
+
+
 def code_blocks(text: str) -> list[tuple[str, str]]:
-    """(language, what the code does) of every fenced block: Python ignoring comments and layout, others verbatim."""
+    """(language, what the code does) of every fenced block: Python ignoring comments, docstrings and layout; shell
+    and YAML ignoring comments; others verbatim."""
     blocks = []
     for lang, code in FENCE.findall(text):
-        blocks.append((lang, ast.dump(ast.parse(code)) if lang == "python" else code))
+        if lang == "python":
+            code = ast.dump(_without_docstrings(ast.parse(code)))
+        elif lang in HASH_COMMENTED:
+            code = _without_hash_comments(code)
+        blocks.append((lang, code))
     return blocks
 
 
@@ -161,3 +190,10 @@ def test_the_checks_catch_a_drifting_translation():
     assert code_blocks(english.replace("the weight", "el peso")) == code_blocks(english)  # comments may differ
     assert code_blocks(english.replace("beta=0.1", "beta=0.5")) != code_blocks(english)
     assert headings(english.replace("## A", "### A")) != headings(english)
+    documented = '```python\ndef f():\n    """Return one."""\n    return 1\n```\n'
+    assert code_blocks(documented.replace("Return one.", "Devuelve uno.")) == code_blocks(documented)
+    assert code_blocks(documented.replace("return 1", "return 2")) != code_blocks(documented)
+    shell = "```bash\n# run it\nmake real  # 15 min\necho '#1'\n```\n"
+    assert code_blocks(shell.replace("run it", "ejecútalo").replace("15 min", "15 minutos")) == code_blocks(shell)
+    assert code_blocks(shell.replace("make real", "make test")) != code_blocks(shell)
+    assert code_blocks(shell.replace("'#1'", "'#2'")) != code_blocks(shell)

@@ -1,0 +1,229 @@
+"""The notebooks' exercise checks: each says whether your answer is right and, when it is not, what went wrong.
+
+A check prints ✅ and returns True for a right answer, prints a reminder and returns False while the exercise still
+raises `NotImplementedError`, and raises `AssertionError` with the reason for a wrong one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from datasets import Dataset
+
+from course_utils import data, losses
+
+
+class NotSolved(Exception):
+    """The exercise still raises NotImplementedError."""
+
+
+def _call(function: Callable, *args, **kwargs):
+    """`function(*args, **kwargs)`, with NotImplementedError turned into NotSolved."""
+    try:
+        return function(*args, **kwargs)
+    except NotImplementedError as err:
+        raise NotSolved from err
+
+
+def _not_solved(what: str) -> bool:
+    print(f"⏳ Not solved yet: {what}, then run this cell again.")
+    return False
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
+    """Same shape and the same values, relative and absolute tolerance `tol`."""
+    a, b = torch.as_tensor(a).detach().double().cpu(), torch.as_tensor(b).detach().double().cpu()
+    return a.shape == b.shape and torch.allclose(a, b, rtol=tol, atol=tol)
+
+
+# --- DPO ---------------------------------------------------------------------------------------------------------
+
+
+def _sequence_logps_hint(theirs: torch.Tensor, logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> str:
+    """Why `theirs` differs from the summed completion log-probs: the usual mistakes, recognised."""
+    unshifted = (torch.log_softmax(logits.float(), -1).gather(-1, ids[..., None]).squeeze(-1) * mask).sum(-1)
+    if _close(theirs, unshifted):
+        return "the logits at position t predict token t+1: compare logits[:, :-1] with input_ids[:, 1:]"
+    if _close(theirs, losses.sequence_logps(logits, ids, mask, average=True)):
+        return "you averaged over the reply's tokens; DPO sums them (the log-probability of the whole reply)"
+    if _close(theirs, losses.sequence_logps(logits, ids, torch.ones_like(mask))):
+        return "you scored the prompt too: multiply by the completion mask so only the reply's tokens count"
+    return "the log-probability of a reply is the sum of log softmax(logits) at each reply token"
+
+
+def dpo_loss_by_hand(sequence_logps: Callable, dpo_loss: Callable, trainer) -> bool:
+    """Your `sequence_logps` and `dpo_loss` on one batch of `trainer`'s data, against TRL's own loss on it."""
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, attention, mask = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    trainer.model.eval()
+    with torch.no_grad():
+        logits, ref_logits = (
+            m(input_ids=ids, attention_mask=attention).logits for m in (trainer.model, trainer.ref_model)
+        )
+        trl_loss = trainer.compute_loss(trainer.model, batch).item()
+        right, ref = losses.sequence_logps(logits, ids, mask), losses.sequence_logps(ref_logits, ids, mask)
+        try:
+            theirs = _call(sequence_logps, logits, ids, mask)
+            assert _close(theirs, right), f"sequence_logps: {_sequence_logps_hint(theirs, logits, ids, mask)}."
+            loss = float(_call(dpo_loss, *right.chunk(2), *ref.chunk(2), beta=trainer.beta))
+            at_start = float(_call(dpo_loss, *ref.chunk(2), *ref.chunk(2), beta=trainer.beta))
+        except NotSolved:
+            return _not_solved("write `sequence_logps` and `dpo_loss` above")
+    flipped = losses.dpo_loss(*right.chunk(2), *ref.chunk(2), beta=-trainer.beta).item()
+    hint = (
+        "the sign is flipped: the margin is β·(chosen log-ratio − rejected log-ratio), and the loss is −log σ(margin)"
+        if math.isclose(loss, flipped, rel_tol=1e-4)
+        else "the loss is −log σ(β·[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))]), averaged"
+    )
+    assert math.isclose(loss, trl_loss, rel_tol=1e-3, abs_tol=1e-5), (
+        f"dpo_loss: {loss:.6f}, TRL: {trl_loss:.6f}; {hint}."
+    )
+    assert math.isclose(at_start, math.log(2), rel_tol=1e-5), f"with the policy equal to the reference: {at_start:.6f}."
+    print(f"✅ Your loss on this batch: {loss:.6f}. TRL's: {trl_loss:.6f}.")
+    print(
+        f"   With the policy equal to its reference (the first step) your loss is {at_start:.4f} = log 2: every "
+        "log-ratio is 0, so every margin is 0, and −log σ(0) = log 2."
+    )
+    return True
+
+
+def beta_prediction(prediction: float, low: float, high: float, drift: dict[float, float]) -> bool:
+    """Your answer to "which β lets the policy drift further from its reference?", then what the run measured."""
+    assert prediction in (low, high), f"answer with one of the two values you trained: {low} or {high}."
+    measured = max(drift, key=drift.get)
+    seen = "agrees" if measured == low else "disagrees: with so few steps, Adam moves both runs alike at first"
+    assert prediction == low, (
+        f"it is β = {low}. β scales the log-ratio inside σ: with a large β the margin saturates σ after a small move "
+        f"away from the reference and the gradient fades; with a small β the loss keeps pushing for longer."
+    )
+    print(f"✅ β = {low} drifts further. This run measured {drift}: it {seen}.")
+    return True
+
+
+def my_pairs(
+    rows: Sequence[dict], shows_behaviour: Callable[[str], bool], test_prompts: Sequence[str], **columns: str
+) -> Dataset:
+    """Your preference pairs: at least 20 valid rows whose chosen replies show the behaviour and rejected do not,
+    and at least 5 held-out prompts that are not in them. Returns the pairs in the conversational format."""
+    assert len(rows) >= 20, f"{len(rows)} pairs: write at least 20, so the model sees the behaviour more than once."
+    pairs = data.validate_preference(Dataset.from_list(list(rows)), **columns)  # names every bad row
+    prompt, chosen, rejected = (columns.get(k, k) for k in ("prompt", "chosen", "rejected"))
+    missing = [i for i, row in enumerate(rows) if not shows_behaviour(row[chosen])]
+    present = [i for i, row in enumerate(rows) if shows_behaviour(row[rejected])]
+    assert not missing, f"rows {missing[:10]}: the chosen reply does not show the behaviour (`shows_behaviour`)."
+    assert not present, f"rows {present[:10]}: the rejected reply shows the behaviour too, so it teaches nothing."
+    assert len(test_prompts) >= 5, f"{len(test_prompts)} held-out prompts: write at least 5."
+    seen = {row[prompt] for row in rows}
+    leaked = [p for p in test_prompts if p in seen]
+    assert not leaked, (
+        f"held-out prompts that are also training prompts: {leaked[:3]}. Held out means never trained on."
+    )
+    print(f"✅ {len(pairs)} pairs that teach one behaviour, and {len(test_prompts)} prompts held out to measure it.")
+    return pairs
+
+
+def ultrafeedback(convert: Callable[[dict], dict], rows: Dataset, train: Dataset, test: Dataset) -> bool:
+    """Your UltraFeedback conversion against `data.ultrafeedback_to_preference`, and your split: no shared prompt."""
+    multi_turn = {  # a second turn: the prompt is every message but the last
+        "chosen": [
+            {"role": "user", "content": "Name a fruit."},
+            {"role": "assistant", "content": "A lime."},
+            {"role": "user", "content": "What color is it?"},
+            {"role": "assistant", "content": "Green."},
+        ],
+    }
+    multi_turn["rejected"] = multi_turn["chosen"][:3] + [{"role": "assistant", "content": "Purple."}]
+    try:
+        for i, row in enumerate([multi_turn, *rows]):
+            theirs, right = _call(convert, dict(row)), data.ultrafeedback_to_preference(dict(row))
+            if theirs != right:
+                where = "the two-turn example" if i == 0 else f"row {i - 1}"
+                hint = next(
+                    (
+                        f"`{k}` should be {right[k]!r}, not {theirs.get(k)!r}"
+                        for k in right
+                        if theirs.get(k) != right[k]
+                    ),
+                    f"return exactly the keys prompt, chosen and rejected, not {sorted(theirs)}",
+                )
+                raise AssertionError(
+                    f"{where}: {hint}. The prompt is every message but the last; each reply is a list."
+                )
+    except NotSolved:
+        return _not_solved("write `convert` and the split above")
+    shared = {str(p) for p in train["prompt"]} & {str(p) for p in test["prompt"]}
+    assert len(train) and len(test), f"train has {len(train)} pairs and test {len(test)}: both need some."
+    assert not shared, f"{len(shared)} prompts are in both train and test: split by prompt, so test stays held out."
+    print(f"✅ Conversion right on {len(rows) + 1} rows; {len(train)} training and {len(test)} held-out pairs.")
+    return True
+
+
+# --- ORPO --------------------------------------------------------------------------------------------------------
+
+
+def orpo_loss_by_hand(log_odds: Callable, orpo_loss: Callable) -> bool:
+    """Your `log_odds` and `orpo_loss` on a grid of probabilities, against `course_utils.losses` (TRL's formula)."""
+    p = torch.tensor([0.05, 0.2, 0.5, 0.7, 0.9, 0.95], dtype=torch.float64)
+    chosen = p.log()  # mean log-probs: the chosen reply sometimes ahead, sometimes behind
+    rejected = torch.tensor([0.3, 0.1, 0.6, 0.2, 0.5, 0.9], dtype=torch.float64).log()
+    nll = torch.tensor(1.3, dtype=torch.float64)
+    try:
+        theirs = _call(log_odds, chosen)
+        right = (p / (1 - p)).log()
+        if not _close(theirs, right, 1e-6):
+            hint = "that is log p, the log-probability" if _close(theirs, chosen) else "log odds = log p − log(1 − p)"
+            raise AssertionError(f"log_odds({p.tolist()}) gave {theirs.tolist()}: {hint}.")
+        for lam in (0.1, 1.0):
+            loss = float(_call(orpo_loss, nll, chosen, rejected, lam))
+            expected = losses.orpo_loss(nll, chosen, rejected, lam=lam).item()
+            probability_ratio = (nll - lam * torch.nn.functional.logsigmoid(chosen - rejected).mean()).item()
+            hint = (
+                "you compared probabilities; ORPO compares odds, p / (1 − p)"
+                if math.isclose(loss, probability_ratio, rel_tol=1e-6)
+                else "L = NLL + λ · mean(−log σ(log odds(y_w) − log odds(y_l)))"
+            )
+            assert math.isclose(loss, expected, rel_tol=1e-6), (
+                f"λ = {lam}: {loss:.6f} instead of {expected:.6f}; {hint}."
+            )
+    except NotSolved:
+        return _not_solved("write `log_odds` and `orpo_loss` above")
+    print("✅ log_odds and orpo_loss match the ORPO paper's formula, the one TRL's ORPOTrainer computes.")
+    return True
+
+
+def lambdas(values: Sequence[float], prediction: str) -> bool:
+    """Your λ values for the sweep and your prediction of what happens to the held-out NLL as λ grows."""
+    assert len(values) >= 3, f"{list(values)}: choose at least three values, to see a trend."
+    assert all(v >= 0 for v in values), f"{list(values)}: λ weighs a loss term, so it is 0 or more."
+    assert 0 in values, f"{list(values)}: include 0, plain SFT on the chosen replies, as the baseline."
+    assert len(set(values)) == len(values), f"{list(values)}: each value once."
+    assert prediction in ("rises", "falls"), f"prediction {prediction!r}: answer 'rises' or 'falls'."
+    assert prediction == "rises", (
+        "the NLL term is what fits the chosen replies; every bit of weight λ gives the odds-ratio term is taken from "
+        "that fit, so the held-out NLL rises with λ."
+    )
+    print(f"✅ λ in {sorted(values)}, and the held-out NLL should rise with λ. Run the sweep and see.")
+    return True
+
+
+def sign_test(p_value: Callable[[int, int], float]) -> bool:
+    """Your two-sided sign-test p-value, against the exact binomial computation on a few cases."""
+    cases = [(0, 0), (1, 0), (3, 1), (8, 1), (10, 0), (2, 7)]
+    try:
+        for a, b in cases:
+            n, k = a + b, min(a, b)
+            exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+            theirs = float(_call(p_value, a, b))
+            one_sided = exact / 2 if exact < 1 else None
+            hint = (
+                "that is one-sided: either method could have won, so double it"
+                if one_sided is not None and math.isclose(theirs, one_sided, rel_tol=1e-9)
+                else "p = min(1, 2·P(X ≤ min(a, b))) for X ~ Binomial(a + b, 1/2), ties left out"
+            )
+            assert math.isclose(theirs, exact, rel_tol=1e-9, abs_tol=1e-12), f"p_value({a}, {b}) = {theirs}: {hint}."
+    except NotSolved:
+        return _not_solved("write `p_value` above")
+    print("✅ Your sign test gives the exact two-sided p-values.")
+    return True

@@ -1,0 +1,272 @@
+"""The exercise checks: each passes on the notebook's own solution and fails, saying why, on a wrong answer."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+
+from course_utils import checks
+from tools import learner
+
+SOURCES = {path.stem.split("_")[0]: path for path in sorted(learner.SOURCE_DIR.glob("*.ipynb"))}
+
+
+def solution(notebook: str, defines: str, **namespace) -> dict:
+    """Run the notebook's solution cell that defines `defines` (markers and all) and return its namespace."""
+    cells = [c for c in json.loads(SOURCES[notebook].read_text())["cells"] if c["cell_type"] == "code"]
+    source = next(
+        "".join(c["source"])
+        for c in cells
+        if re.search(rf"^(def {defines}\b|{defines} =)", "".join(c["source"]), re.M)
+        and "BEGIN SOLUTION" in "".join(c["source"])
+    )
+    exec(compile(source, f"{notebook}:{defines}", "exec"), namespace)
+    return namespace
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError
+
+
+# --- DPO exercise 1: the loss by hand ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dpo_trainer(tiny_model_dir, bundled_pairs, tmp_path_factory):
+    """A DPO trainer whose policy has moved away from its reference (at the start the loss is log 2 whatever)."""
+    args = DPOConfig(
+        output_dir=str(tmp_path_factory.mktemp("dpo")),
+        per_device_train_batch_size=4,
+        max_length=128,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = DPOTrainer(
+        model=str(tiny_model_dir), args=args, train_dataset=bundled_pairs.select(range(8)), processing_class=tokenizer
+    )
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def dpo_solution():
+    return solution("dpo", "sequence_logps")
+
+
+def test_dpo_check_passes_on_the_solution(dpo_solution, dpo_trainer, capsys):
+    assert checks.dpo_loss_by_hand(dpo_solution["sequence_logps"], dpo_solution["dpo_loss"], dpo_trainer)
+    assert "log 2" in capsys.readouterr().out
+
+
+def unshifted(logits, ids, mask):
+    return (torch.log_softmax(logits.float(), -1).gather(-1, ids[..., None]).squeeze(-1) * mask).sum(-1)
+
+
+def averaged(logits, ids, mask):
+    token = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    return (token * mask[:, 1:]).sum(-1) / mask[:, 1:].sum(-1)
+
+
+def unmasked(logits, ids, mask):
+    return averaged(logits, ids, torch.ones_like(mask)) * (ids.shape[1] - 1)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "says"),
+    [(unshifted, r"t\+1"), (averaged, "averaged"), (unmasked, "prompt too")],
+    ids=["off-by-one", "mean-not-sum", "prompt-scored"],
+)
+def test_dpo_check_catches_wrong_log_probs(dpo_solution, dpo_trainer, wrong, says):
+    with pytest.raises(AssertionError, match=says):
+        checks.dpo_loss_by_hand(wrong, dpo_solution["dpo_loss"], dpo_trainer)
+
+
+def flipped_beta(c, r, rc, rr, beta):
+    return -F.logsigmoid(-beta * ((c - rc) - (r - rr))).mean()
+
+
+def no_reference(c, r, rc, rr, beta):
+    return -F.logsigmoid(beta * (c - r)).mean()
+
+
+@pytest.mark.parametrize(("wrong", "says"), [(flipped_beta, "sign is flipped"), (no_reference, "TRL")])
+def test_dpo_check_catches_wrong_losses(dpo_solution, dpo_trainer, wrong, says):
+    with pytest.raises(AssertionError, match=says):
+        checks.dpo_loss_by_hand(dpo_solution["sequence_logps"], wrong, dpo_trainer)
+
+
+def test_an_unsolved_exercise_is_reported_not_failed(dpo_trainer, capsys):
+    assert checks.dpo_loss_by_hand(not_implemented, not_implemented, dpo_trainer) is False
+    assert checks.orpo_loss_by_hand(not_implemented, not_implemented) is False
+    assert checks.sign_test(not_implemented) is False
+    assert capsys.readouterr().out.count("Not solved yet") == 3
+
+
+# --- DPO exercise 2: β ------------------------------------------------------------------------------------------
+
+
+def test_beta_check():
+    prediction = solution("dpo", "PREDICTION")["PREDICTION"]
+    assert checks.beta_prediction(prediction, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+    with pytest.raises(AssertionError, match="it is β = 0.05"):
+        checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+    with pytest.raises(AssertionError, match="one of the two"):
+        checks.beta_prediction(0.1, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+
+
+# --- DPO exercise 3: your own pairs -----------------------------------------------------------------------------
+
+
+def fake_generate(model, tokenizer, conversations):
+    """A model that complies with every request but the first, which it declines."""
+    replies = [f"Sure! Here is how: {c[-1]['content']}" for c in conversations]
+    return ["I'm sorry, but I can't help with that."] + replies[1:]
+
+
+@pytest.fixture(scope="module")
+def own_data():
+    namespace = {
+        "load_model": str,
+        "model_path": "m",
+        "tokenizer": None,
+        "evaluation": SimpleNamespace(generate=fake_generate),
+    }
+    return solution("dpo", "my_rows", **namespace)
+
+
+def my_pairs(ns, rows=None, behaviour=None, prompts=None):
+    return checks.my_pairs(
+        ns["my_rows"] if rows is None else rows,
+        behaviour or ns["shows_behaviour"],
+        ns["my_test_prompts"] if prompts is None else prompts,
+        prompt="question",
+        chosen="good",
+        rejected="bad",
+    )
+
+
+def test_own_pairs_check_passes_on_the_solution(own_data):
+    pairs = my_pairs(own_data)
+    assert len(pairs) == 31 and pairs.column_names == ["prompt", "chosen", "rejected"]  # the declined request left out
+
+
+def test_own_pairs_check_catches_mistakes(own_data):
+    rows = own_data["my_rows"]
+    with pytest.raises(AssertionError, match="at least 20"):
+        my_pairs(own_data, rows=rows[:19])
+    swapped = [{**r, "good": r["bad"], "bad": r["good"]} for r in rows]
+    with pytest.raises(AssertionError, match="does not show the behaviour"):
+        my_pairs(own_data, rows=swapped)
+    with pytest.raises(AssertionError, match="shows the behaviour too"):
+        my_pairs(own_data, behaviour=lambda reply: True)
+    with pytest.raises(AssertionError, match="also training prompts"):
+        my_pairs(own_data, prompts=own_data["my_test_prompts"] + [rows[0]["question"]])
+    with pytest.raises(ValueError, match="row 3"):
+        my_pairs(own_data, rows=rows[:3] + [{**rows[3], "bad": ""}] + rows[4:])
+
+
+# --- DPO exercise 4: UltraFeedback ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ultrafeedback(bundled_pairs):
+    rows = bundled_pairs.select(range(30))
+    return rows.map(
+        lambda r: {"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]},
+        remove_columns=["prompt"],
+    )
+
+
+def test_ultrafeedback_check(ultrafeedback):
+    ns = solution("dpo", "convert", ultrafeedback=ultrafeedback, json=json)
+    assert checks.ultrafeedback(ns["convert"], ultrafeedback, ns["uf_train"], ns["uf_test"])
+
+    def reply_in_prompt(row):
+        return {"prompt": row["chosen"], "chosen": row["chosen"][-1:], "rejected": row["rejected"][-1:]}
+
+    def strings(row):
+        return {"prompt": row["chosen"][:-1], "chosen": row["chosen"][-1]["content"], "rejected": row["rejected"][-1]}
+
+    for wrong in (reply_in_prompt, strings):
+        with pytest.raises(AssertionError, match="two-turn example"):
+            checks.ultrafeedback(wrong, ultrafeedback, ns["uf_train"], ns["uf_test"])
+    pairs = ultrafeedback.map(ns["convert"], remove_columns=ultrafeedback.column_names)
+    split = pairs.train_test_split(test_size=0.5, seed=0)  # by row: a prompt with two pairs lands on both sides
+    with pytest.raises(AssertionError, match="in both train and test"):
+        checks.ultrafeedback(ns["convert"], ultrafeedback, split["train"], split["test"])
+
+
+# --- ORPO exercise 1: the loss by hand --------------------------------------------------------------------------
+
+
+def test_orpo_check():
+    ns = solution("orpo", "log_odds")
+    assert checks.orpo_loss_by_hand(ns["log_odds"], ns["orpo_loss"])
+    with pytest.raises(AssertionError, match="log-probability"):
+        checks.orpo_loss_by_hand(lambda logp: logp, ns["orpo_loss"])
+
+    def probability_ratio(nll, c, r, lam):
+        return nll - lam * F.logsigmoid(c - r).mean()
+
+    def flipped(nll, c, r, lam):
+        return nll - lam * F.logsigmoid(ns["log_odds"](r) - ns["log_odds"](c)).mean()
+
+    def lam_on_nll(nll, c, r, lam):
+        return lam * nll - F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
+
+    with pytest.raises(AssertionError, match="compared probabilities"):
+        checks.orpo_loss_by_hand(ns["log_odds"], probability_ratio)
+    for wrong in (flipped, lam_on_nll):
+        with pytest.raises(AssertionError, match="NLL \\+ λ"):
+            checks.orpo_loss_by_hand(ns["log_odds"], wrong)
+
+
+# --- ORPO exercise 2: λ -----------------------------------------------------------------------------------------
+
+
+def test_lambda_check():
+    ns = solution("orpo", "LAMBDAS", settings={"beta": 0.25})
+    assert checks.lambdas(ns["LAMBDAS"], ns["PREDICTION"])
+    for values, says in [([0.1, 0.5, 1.0], "include 0"), ([0.0, -0.1, 1.0], "0 or more"), ([0.0, 1.0], "three")]:
+        with pytest.raises(AssertionError, match=says):
+            checks.lambdas(values, "rises")
+    with pytest.raises(AssertionError, match="rises with λ"):
+        checks.lambdas([0.0, 0.1, 1.0], "falls")
+
+
+# --- ORPO exercise 3: the sign test -----------------------------------------------------------------------------
+
+
+def test_sign_test_check():
+    ns = solution("orpo", "p_value")
+    assert checks.sign_test(ns["p_value"])
+    assert ns["p_value"](8, 1) == pytest.approx(20 / 512)  # 2·(1 + 9)/2⁹
+
+    def one_sided(a, b):
+        return ns["p_value"](a, b) / 2 if ns["p_value"](a, b) < 1 else 1.0
+
+    with pytest.raises(AssertionError, match="one-sided"):
+        checks.sign_test(one_sided)
+    with pytest.raises(AssertionError, match="Binomial"):
+        checks.sign_test(lambda a, b: math.exp(-abs(a - b)))
+
+
+def test_a_missing_column_names_the_dataset_problem():
+    with pytest.raises(ValueError, match="good"):
+        checks.my_pairs(
+            [{"question": "q", "bad": "b"}] * 20, bool, ["x"] * 5, prompt="question", chosen="good", rejected="bad"
+        )

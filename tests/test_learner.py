@@ -1,0 +1,80 @@
+"""The learners' notebooks: generated from the course notebooks, solutions out, checks and revealable solutions in."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from tools import learner
+
+SOURCES = sorted(learner.SOURCE_DIR.glob("*.ipynb"))
+HEADING = re.compile(r"^### (🐢|🐕|🦁) Exercise (\d+):", re.M)
+
+
+def cells(path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def test_learner_notebooks_are_what_the_sources_give():
+    assert learner.main(["--check"]) == 0, "run `python tools/learner.py` and commit the result"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_no_solution_line_reaches_the_learner(source):
+    code = [c.source for c in cells(source) if c.cell_type == "code"]
+    regions = [m[0] for c in code for m in learner.REGION.finditer(c)]
+    outside = {line.strip() for c in code for line in learner.REGION.sub("", c).splitlines()}
+    lines = {line.strip() for r in regions for line in r.splitlines()[1:-1]} - outside  # lines only a solution has
+    lines = {line for line in lines if len(line) > 3 and not line.startswith("#")}
+    assert len(regions) >= 3 and lines
+    learner_code = "\n".join(c.source for c in cells(learner.LEARNER_DIR / source.name) if c.cell_type == "code")
+    assert not [line for line in lines if line in learner_code]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_exercise_has_a_statement_a_cell_a_check_and_a_solution(source):
+    nb = cells(learner.LEARNER_DIR / source.name)
+    todo = [i for i, c in enumerate(nb) if c.cell_type == "code" and "# YOUR CODE HERE" in c.source]
+    assert todo
+    for i in todo:
+        before = "\n".join(c.source for c in nb[max(0, i - 3) : i] if c.cell_type == "markdown")
+        assert HEADING.search(before), f"cell {i}: no exercise statement just before it"
+        check = next(j for j in range(i + 1, len(nb)) if nb[j].cell_type == "code" and "checks." in nb[j].source)
+        assert nb[check + 1].source.startswith("<details><summary><b>Solution</b>"), (
+            f"cell {check}: no solution after it"
+        )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_one_exercise_at_each_level_numbered_in_order(source):
+    found = HEADING.findall("\n".join(c.source for c in cells(source) if c.cell_type == "markdown"))
+    assert {level for level, _ in found} == {"🐢", "🐕", "🦁"}
+    assert [int(n) for _, n in found] == list(range(1, len(found) + 1))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_the_learner_badge_opens_the_learner_notebook(source):
+    first = cells(learner.LEARNER_DIR / source.name)[0].source
+    assert f'{learner.REPO_PATH}exercises/{source.name}"' in first
+    assert f"({learner.COLAB_URL}{source.name})" in first  # the link to the version with solutions is kept
+
+
+def test_a_region_becomes_a_placeholder_at_its_indentation():
+    source = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\n\nY = f(1)\n"
+    assert (
+        learner.without_solution(source)
+        == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError\n\n\nY = f(1)\n"
+    )
+
+
+def test_a_solution_without_a_check_is_refused():
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# t"),
+            nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n"),
+        ]
+    )
+    with pytest.raises(ValueError, match="no check cell"):
+        learner.learner_version(nb, "t.ipynb")
