@@ -1,5 +1,6 @@
 """Helpers for the smol preference alignment course, as learners install them (in Colab too). One line per module:
 
+- `checks`: the notebooks' exercise checks: whether an answer is right, and if not, why.
 - `cost`: wall time, peak memory and forward passes of the model, measured around any block of code.
 - `data`: HH-RLHF, UltraFeedback and your own columns to TRL's prompt / chosen / rejected format, checked row by row.
 - `evaluation`: held-out preference accuracy, batched greedy generations and the rule judge's score, before and after.

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every module of the package, as the package docstring lists them. A new module fails the test until it is added
 # here and to that docstring; a module that needs the repository's folders fails when imported from the install.
 MODULES = [
+    "checks",
     "cost",
     "data",
     "evaluation",

@@ -65,7 +65,8 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 def _without_hash_comments(code: str) -> str:
     """Shell or YAML code with its `#` comments and trailing spaces taken out (a `#` inside quotes is kept)."""
-    lines = [re.sub(r"""(^|\s)#(?=[^"']*$).*""", "", line).rstrip() for line in code.splitlines()]
+    comment = re.compile(r"""^((?:[^#"']|"[^"]*"|'[^']*')*?)(?:^|\s)#.*""")  # a # after balanced quotes
+    lines = [comment.sub(r"\1", line).rstrip() for line in code.splitlines()]
     return "\n".join(line for line in lines if line)
 
 
@@ -193,7 +194,7 @@ def test_the_checks_catch_a_drifting_translation():
     documented = '```python\ndef f():\n    """Return one."""\n    return 1\n```\n'
     assert code_blocks(documented.replace("Return one.", "Devuelve uno.")) == code_blocks(documented)
     assert code_blocks(documented.replace("return 1", "return 2")) != code_blocks(documented)
-    shell = "```bash\n# run it\nmake real  # 15 min\necho '#1'\n```\n"
+    shell = "```bash\n# run it\nmake real  # 15 min, SmolLM2's shapes\necho '#1'\n```\n"
     assert code_blocks(shell.replace("run it", "ejecútalo").replace("15 min", "15 minutos")) == code_blocks(shell)
     assert code_blocks(shell.replace("make real", "make test")) != code_blocks(shell)
     assert code_blocks(shell.replace("'#1'", "'#2'")) != code_blocks(shell)
