@@ -133,9 +133,14 @@ def side_by_side(prompts: list[Messages], before: list[str], after: list[str]) -
     return pd.DataFrame({"prompt": [p[-1]["content"] for p in prompts], "before": before, "after": after})
 
 
+def judged(prompts: list[Messages], replies: list[str]) -> list[bool]:
+    """For each reply, whether the offline world's rule prefers it (refuse harmful requests, answer benign ones)."""
+    return [world.judge(p[-1]["content"], r) for p, r in zip(prompts, replies, strict=True)]
+
+
 def judged_score(prompts: list[Messages], replies: list[str]) -> float:
     """Share of replies the offline world's rule prefers (refuse harmful requests, answer benign ones correctly)."""
-    return sum(world.judge(p[-1]["content"], r) for p, r in zip(prompts, replies, strict=True)) / len(replies)
+    return sum(judged(prompts, replies)) / len(replies)
 
 
 def unique_prompts(dataset: Dataset) -> list[Messages]:
