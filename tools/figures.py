@@ -26,6 +26,11 @@ import torch
 from course_utils import plotting, refusal
 from course_utils.losses import dpo_loss
 
+try:
+    from tools import learner
+except ModuleNotFoundError:  # run as a script: tools/ itself is on the path, not the repository
+    import learner
+
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
 IMAGES = MODULE / "images"
@@ -290,7 +295,8 @@ def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
 
 
 def refresh_lessons() -> None:
-    """Rewrite every measured table in the English lessons and the notebooks' Markdown from `measured.json`."""
+    """Rewrite every measured table in the English lessons and the notebooks' Markdown from `measured.json`, then the
+    learners' copies of the notebooks from them."""
     measured = json.loads(MEASURED.read_text(encoding="utf-8"))
     for lesson in sorted(MODULE.glob("*.md")):
         text = lesson.read_text(encoding="utf-8")
@@ -301,6 +307,7 @@ def refresh_lessons() -> None:
             if cell.cell_type == "markdown":
                 cell.source = fill_tables(cell.source, measured)
         nbformat.write(notebook, path)
+    learner.main([])
 
 
 def main(argv: list[str] | None = None) -> None:
