@@ -63,10 +63,16 @@ def test_the_learner_badge_opens_the_learner_notebook(source):
 
 def test_a_region_becomes_a_placeholder_at_its_indentation():
     source = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\n\nY = f(1)\n"
+    todo = 'raise NotImplementedError("Exercise 9: write your code here, then run the cell again")'
     assert (
-        learner.without_solution(source)
-        == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError\n\n\nY = f(1)\n"
+        learner.without_solution(source, "Exercise 9") == f"def f(x):\n    # YOUR CODE HERE\n    {todo}\n\n\nY = f(1)\n"
     )
+
+
+def test_the_placeholder_names_the_exercise_it_belongs_to():
+    nb = nbformat.read(learner.LEARNER_DIR / SOURCES[0].name, as_version=4)
+    named = re.findall(r'NotImplementedError\("(Exercise \d+):', "\n".join(c.source for c in nb.cells))
+    assert named and named == sorted(named, key=lambda e: int(e.split()[1]))  # in order, none unnamed
 
 
 def test_a_solution_without_a_check_is_refused():

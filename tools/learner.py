@@ -25,6 +25,7 @@ LEARNER_DIR = SOURCE_DIR / "exercises"
 REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.M | re.S)
 MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION\n?", re.M)
 CHECK = "checks."
+EXERCISE = re.compile(r"^### \S+ (Exercise \d+):", re.M)  # the statement's heading: "### 🐢 Exercise 1: ..."
 REPO_PATH = "2_preference_alignment/notebooks/"
 COLAB_URL = f"https://colab.research.google.com/github/smol-course/smol-preference-alignment/blob/main/{REPO_PATH}"
 
@@ -34,9 +35,10 @@ def is_exercise(cell: dict) -> bool:
     return cell["cell_type"] == "code" and "### BEGIN SOLUTION" in cell["source"]
 
 
-def without_solution(source: str) -> str:
+def without_solution(source: str, exercise: str = "this exercise") -> str:
     """The cell as the learner gets it: each solution region replaced by a placeholder at its indentation."""
-    return REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}raise NotImplementedError\n", source)
+    todo = f'raise NotImplementedError("{exercise}: write your code here, then run the cell again")'
+    return REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}{todo}\n", source)
 
 
 def solution_block(source: str) -> str:
@@ -49,8 +51,10 @@ def solution_block(source: str) -> str:
 def learner_version(notebook: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     """`notebook` with every solution taken out, and revealed after the check that follows it."""
     out = copy.deepcopy(notebook)
-    cells, pending = [], []
+    cells, pending, exercise = [], [], "this exercise"
     for cell in out.cells:
+        if cell["cell_type"] == "markdown" and (heading := EXERCISE.search(cell["source"])):
+            exercise = heading[1]
         if cell["cell_type"] == "code" and pending and CHECK in cell["source"]:
             cells.append(cell)
             cells += [nbformat.v4.new_markdown_cell(solution_block(s)) for s in pending]
@@ -58,7 +62,7 @@ def learner_version(notebook: nbformat.NotebookNode, name: str) -> nbformat.Note
             continue
         if is_exercise(cell):
             pending.append(cell["source"])
-            cell["source"] = without_solution(cell["source"])
+            cell["source"] = without_solution(cell["source"], exercise)
         cells.append(cell)
     if pending:
         raise ValueError(f"{name}: a solution cell has no check cell after it")
