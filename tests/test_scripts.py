@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import yaml
@@ -24,10 +25,27 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scri
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COURSE_PROFILE": "offline"}
 
 
+# A run here takes 10 to 60 s; a run that has not exited after this long has hung (a rank that never exits).
+HANG_S = 150
+
+
 def train(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Run train.py from its folder, offline, and return the finished process with its output."""
+    """Run train.py from its folder, offline, and return the finished process with its output.
+
+    A run that outlives `HANG_S` fails the test with what hung, and every process it started is killed: the launcher
+    starts each rank in a session of its own, so killing the launcher alone would leave them running.
+    """
     command = [*(launcher or [sys.executable]), "train.py", *args]
-    result = subprocess.run(command, cwd=SCRIPTS, env=ENV, capture_output=True, text=True, timeout=300)
+    process = subprocess.Popen(command, cwd=SCRIPTS, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=HANG_S)
+    except subprocess.TimeoutExpired:
+        for child in [*psutil.Process(process.pid).children(recursive=True), process]:
+            child.kill()
+        stdout, stderr = process.communicate()
+        finished = "trained and saved, then did not exit" if "final metrics: " in stdout else "did not finish training"
+        pytest.fail(f"{' '.join(command)} hung: {finished} within {HANG_S} s. Its last output:\n{stdout[-1500:]}")
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     return result
 

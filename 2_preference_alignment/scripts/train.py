@@ -20,6 +20,7 @@ offline world's preference set. The model is saved to `output_dir`, and pushed t
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -99,9 +100,8 @@ def load_data(script_args: ScriptArguments) -> tuple[Dataset, Dataset]:
     return train, test
 
 
-def main() -> None:
-    """Parse the method and the config, train, save, and print the final metrics."""
-    method = pop_method(sys.argv)
+def train(method: str) -> None:
+    """Parse the config, train, save, and print the final metrics."""
     config_class, trainer_class = METHODS[method]
     parser = TrlParser((ScriptArguments, config_class, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config()
@@ -127,7 +127,22 @@ def main() -> None:
     trainer.accelerator.print("final metrics: " + json.dumps(metrics))
     if training_args.push_to_hub:  # authenticates with HF_TOKEN from the environment
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
-    trainer.end()  # finish the trackers and close the process group
+    state.wait_for_everyone()  # the last collective is a barrier: no all-gather is still finishing in the background
+
+
+def main() -> None:
+    """Train, then close the process group once nothing uses it any more.
+
+    The order matters with several processes. The trainer's DDP wrapper holds a reference to the process group. If
+    the group is destroyed first (`Trainer.end()`), the wrapper holds the last one, and freeing the wrapper later, at
+    exit, destroys the gloo group while holding Python's lock: a gloo worker thread that still needs that lock to
+    finish an all-gather then waits forever, and so does the process (seen with accelerate 1.16 on two CPU processes).
+    So the trainer is freed first, while the group lives, and the group is destroyed last.
+    """
+    method = pop_method(sys.argv)
+    train(method)
+    gc.collect()  # the trainer holds reference cycles: free it, and its DDP wrapper, now
+    PartialState().destroy_process_group()
 
 
 if __name__ == "__main__":
