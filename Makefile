@@ -2,30 +2,43 @@
 # `make test` runs every check. `make exercise EXERCISE=orpo` runs one notebook (dpo or orpo).
 PYTHON ?= python3
 VENV ?= .venv
-# CPU build of torch for a local run; on a GPU machine set TORCH_SPEC to the build you want (Colab keeps its own).
+# PyTorch for a local run. setup asks PyTorch's CPU-only index first (about 200 MB on Linux, where PyPI's default
+# build is the CUDA one, several GB) and falls back to PyPI when that index is out of reach. On a machine with a GPU,
+# set TORCH_INDEX= (empty) to let pip take PyPI's default build. Colab keeps its own torch.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
-export COURSE_PROFILE ?= offline
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lab exercise learner figures bench real test test-fast lint
+.PHONY: setup lock lab exercise learner figures bench real test test-fast lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# Every other package at the version constraints.txt pins: what CI proves.
 setup: $(BIN)/activate
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt -e .
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(if $(TORCH_INDEX),$(BIN)/pip install -q --timeout 15 --retries 1 --index-url $(TORCH_INDEX) "$(TORCH_SPEC)" || ,)\
+		$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt -r requirements-dev.txt -e .
+
+# Re-pin constraints.txt to the newest releases requirements.txt allows (then run make test before committing it).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install -q "$(TORCH_SPEC)" -r requirements.txt -r requirements-dev.txt
+	{ sed -n '/^#/p' constraints.txt; .venv-lock/bin/pip freeze --exclude-editable | grep -viE '^(torch|nvidia|triton)'; } \
+		> constraints.new && mv constraints.new constraints.txt && rm -rf .venv-lock
 
 # Opens JupyterLab on the notebooks (as root, in a container, it needs --allow-root). LAB_ARGS adds options.
 lab: setup
 	$(BIN)/jupyter lab $(NOTEBOOKS) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-# Runs each notebook top to bottom, printing its sections, training progress and, at the end, the measures.
+# Runs each notebook top to bottom, printing its sections, training progress and, at the end, the measures: the
+# offline profile unless COURSE_PROFILE says otherwise (the terminal run is the laptop one).
 exercise: setup
-	$(BIN)/python tools/run_notebook.py $(EXERCISE)
+	COURSE_PROFILE=$${COURSE_PROFILE:-offline} $(BIN)/python tools/run_notebook.py $(EXERCISE)
 
 # The learners' notebooks (notebooks/exercises/): the course notebooks with the exercise solutions taken out.
 learner: setup
