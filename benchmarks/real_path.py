@@ -121,7 +121,7 @@ def main() -> None:
     profile = PROFILES["local"]
     path = model_path(profile.instruct_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    raw = data.load_hh_rlhf(profile)
+    raw = data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)
     test, _ = data.format_hh_rlhf(raw["test"], verbose=False)
     train, _ = data.format_hh_rlhf(raw["train"].select(range(8 * (args.steps + 1))), verbose=False)
     model = load_model(path)

@@ -44,7 +44,7 @@ def main() -> None:
     path = model_path(profile.instruct_model)
     tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     n = count_parameters(config)
-    train, _ = data.format_hh_rlhf(data.load_hh_rlhf(profile)["train"], verbose=False)
+    train, _ = data.format_hh_rlhf(data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)["train"], verbose=False)
     max_length = profile.dpo["max_length"]
     lengths = [
         min(len(evaluation._completion_ids(tokenizer, p, r)[0]), max_length)

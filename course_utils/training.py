@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from course_utils.profiles import device_settings
+from course_utils.tiny_model import CHAT_TEMPLATE
 
 
 def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
@@ -23,6 +25,34 @@ def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
     return model.to(device or device_settings()["device"])
 
 
+def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+    """The tokenizer at `path`, ready for chat pairs: a base model's gets ChatML turns and pads with its eos token.
+
+    A base model such as SmolLM2-135M ships with neither a chat template (it was never trained on conversations) nor
+    a pad token (`pad_token: None`), and batching pairs of different lengths needs one.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def hf_token() -> str | None:
+    """A Hugging Face token: `HF_TOKEN` from the environment, else Colab's secret of that name, else None."""
+    if os.environ.get("HF_TOKEN"):
+        return os.environ["HF_TOKEN"]
+    try:
+        from google.colab import userdata
+    except ImportError:  # not in Colab
+        return None
+    try:
+        return userdata.get("HF_TOKEN")
+    except (userdata.SecretNotFoundError, userdata.NotebookAccessError):  # no such secret, or access not granted
+        return None
+
+
 def common_args(output_dir: str | Path, seed: int = 0) -> dict:
     """Plumbing every trainer in the course shares: output folder, seed, logging every 5 steps, no checkpoints."""
     return {"output_dir": str(output_dir), "seed": seed, "report_to": "none", "save_strategy": "no", "logging_steps": 5}
@@ -34,15 +64,21 @@ def precision(device: dict) -> dict:
 
 
 def sft(
-    model_path: str, dataset: Dataset, output_dir: str | Path, settings: dict, seed: int = 0, device: dict | None = None
+    model_path: str | Path,
+    dataset: Dataset,
+    output_dir: str | Path,
+    settings: dict,
+    seed: int = 0,
+    device: dict | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> tuple[str, dict]:
     """Supervised fine-tuning on prompt/completion data; saves model and tokenizer, returns their folder and metrics.
 
     The DPO notebook's offline warm start (standing in for the instruction tuning SmolLM2-135M-Instruct already had)
-    and the first stage of SFT→DPO in the ORPO notebook.
+    and the first stage of SFT→DPO in the ORPO notebook. Saves `tokenizer` (default: `load_tokenizer`) with the model.
     """
     model = load_model(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = tokenizer or load_tokenizer(model_path)
     device = device or device_settings(cpu_bf16=False)
     args = SFTConfig(**{**common_args(output_dir, seed), "logging_steps": 50}, **precision(device), **settings)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)

@@ -1,10 +1,14 @@
 """Profile choice: an explicit COURSE_PROFILE wins; otherwise never hang, fall back to offline."""
 
 import dataclasses
+import json
+import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
+from standin_hub import serve
 
 from course_utils import profiles
 
@@ -55,20 +59,75 @@ def test_smoke_caps_steps_and_rows_and_keeps_every_other_setting(monkeypatch, na
         assert getattr(profile, method) == {**getattr(full, method), **profiles.SMOKE_STEPS}, method
     assert {key: getattr(profile, key) for key in profiles.SMOKE_ROWS} == profiles.SMOKE_ROWS
     uncapped = dataclasses.replace(profile, dpo=full.dpo, sft=full.sft, orpo=full.orpo)
-    assert dataclasses.replace(uncapped, train_rows=full.train_rows, test_rows=full.test_rows) == full
+    assert dataclasses.replace(uncapped, **{key: getattr(full, key) for key in profiles.SMOKE_ROWS}) == full
     monkeypatch.setenv("COURSE_SMOKE", "0")
     assert profiles.choose_profile()[0] == full
 
 
 def test_silent_hub_does_not_hang(monkeypatch):
     # A loopback server that accepts connections and never answers: only the timeout ends the probe.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        monkeypatch.setattr(profiles, "HUB_PROBE", f"http://127.0.0.1:{server.getsockname()[1]}/")
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
         start = time.monotonic()
         assert profiles.hub_reachable(timeout=0.5) is False
-        assert time.monotonic() - start < 3
+        assert time.monotonic() - start < 1.5
+
+
+def test_a_slow_name_lookup_is_bounded_too(monkeypatch):
+    # urllib's timeout does not cover the name lookup: a resolver that takes 5 s must not make the probe take 5 s.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: time.sleep(5) or [])
+    start = time.monotonic()
+    assert profiles.hub_reachable(timeout=0.5) is False
+    assert time.monotonic() - start < 1.5
+
+
+def test_the_probe_asks_hf_endpoint(monkeypatch, tmp_path):
+    # A mirror (or the stand-in Hub) in HF_ENDPOINT is the Hub the libraries will use: it is the one to ask.
+    (tmp_path / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct").mkdir(parents=True)
+    (tmp_path / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct" / "config.json").write_text("{}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with serve(tmp_path) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+        assert profiles.hub_reachable(timeout=5) is True
+        assert "GET /api/models/HuggingFaceTB/SmolLM2-135M-Instruct" in hub.requests
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the libraries will not use the Hub: neither does the choice
+        asked = len(hub.requests)
+        assert profiles.hub_reachable(timeout=5) is False and len(hub.requests) == asked
+        monkeypatch.delenv("COURSE_PROFILE", raising=False)
+        monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: True)
+        profile, reason = profiles.choose_profile()
+        assert profile.name == "local" and "HF_HUB_OFFLINE" in reason
+
+
+def test_profiles_are_values_read_from_the_recipes():
+    """Each hyperparameter is written once, in a recipe: profiles.yaml names recipes, models, data and switches."""
+    listed = profiles.read_recipe("profiles")
+    for name, values in listed.items():
+        assert not set(values) & set(profiles.SETTINGS), f"{name}: a hyperparameter in profiles.yaml"
+        for method in ("dpo", "orpo", "sft"):
+            recipe = profiles.read_recipe(f"{method}_{values['recipes']}")
+            assert getattr(profiles.PROFILES[name], method) == {k: recipe[k] for k in profiles.SETTINGS if k in recipe}
+    assert profiles.PROFILES["hub"].dpo == profiles.PROFILES["local"].dpo  # one model, one recipe
+
+
+def test_no_code_asks_which_profile_runs():
+    """Notebooks, scripts and the package read a profile's values and switches, never its name."""
+    root = Path(__file__).resolve().parents[1]
+    sources = [*root.glob("course_utils/*.py"), *root.glob("2_preference_alignment/**/*.py")]
+    sources += [*root.glob("benchmarks/*.py"), *root.glob("tools/*.py")]
+    branch = re.compile(r"\bprofile\.name\s*(?:==|!=|in\b)|\.name\s*==\s*[\"'](?:offline|local|hub)[\"']")
+    texts = {path: path.read_text(encoding="utf-8") for path in sources}
+    for path in (root / "2_preference_alignment" / "notebooks").glob("*.ipynb"):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        texts[path] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    found = [f"{path.relative_to(root)}: {m[0]}" for path, text in texts.items() for m in branch.finditer(text)]
+    assert not found, "read a named setting instead:\n" + "\n".join(found)
+    assert branch.search('if profile.name == "offline":')  # the pattern finds what it looks for
 
 
 CPUINFO = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw {extra}\n"

