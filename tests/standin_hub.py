@@ -32,6 +32,7 @@ Usage:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -77,6 +78,18 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def _file_blob_id(path: Path, size: int, mtime_ns: int) -> str:
+    """`git_blob_id` of one version of a file (the size and time key the cache)."""
+    return git_blob_id(path.read_bytes())
+
+
+def file_blob_id(path: Path) -> str:
+    """`git_blob_id` of a file, hashed once: a model's weights are hundreds of MB, asked for several times."""
+    stat = path.stat()
+    return _file_blob_id(path, stat.st_size, stat.st_mtime_ns)
+
+
 def repo_dir(hub: Hub, kind: str, org: str, name: str) -> Path:
     """The folder of a repo, or NotFound(RepoNotFound)."""
     folder = (hub.root / kind / org / name).resolve()  # resolved, so that `inside` can compare paths
@@ -117,8 +130,7 @@ def entry(folder: Path, path: str) -> dict:
     target = folder / path
     if target.is_dir():
         return {"type": "directory", "oid": hashlib.sha1(path.encode()).hexdigest(), "size": 0, "path": path}
-    data = target.read_bytes()
-    return {"type": "file", "oid": git_blob_id(data), "size": len(data), "path": path}
+    return {"type": "file", "oid": file_blob_id(target), "size": target.stat().st_size, "path": path}
 
 
 def repo_info(folder: Path, kind: str, repo_id: str) -> dict:
@@ -255,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
         """A repo file as the Hub sends a plain (non-LFS) file, honouring a single Range."""
         data = path.read_bytes()
         headers = {
-            "ETag": f'"{git_blob_id(data)}"',
+            "ETag": f'"{file_blob_id(path)}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
         }

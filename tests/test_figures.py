@@ -25,6 +25,9 @@ def test_tables_option_rewrites_a_stale_table_and_nothing_else(tmp_path, monkeyp
     stale = figures.BLOCK.sub(lambda m: f"<!-- measured:{m['name']} -->\nold\n<!-- /measured -->", committed, count=1)
     assert stale != committed
     lesson.write_text(stale, encoding="utf-8")
+    exercises = {p: p.stat().st_mtime_ns for p in (figures.MODULE / "notebooks" / "exercises").glob("*.ipynb")}
     monkeypatch.setattr(figures, "MODULE", tmp_path)
     figures.main(["--tables"])
     assert lesson.read_text(encoding="utf-8") == committed
+    assert exercises and all(p.stat().st_mtime_ns == t for p, t in exercises.items())  # the checkout's: not rewritten
+    assert not (tmp_path / "notebooks").exists()

@@ -127,13 +127,19 @@ def test_orpo_against_sft_dpo_counts_forward_passes_and_is_on_target(notebook_ru
     assert abs(comparison["orpo"]["judged_score"] - comparison["sft_dpo"]["judged_score"]) <= 0.10
 
 
+HUB_MODELS = {"dpo": "HuggingFaceTB/SmolLM2-135M-Instruct", "orpo": "HuggingFaceTB/SmolLM2-135M"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.notebook(n, "local")) for n in ("dpo", "orpo")])
-def test_real_path_runs_end_to_end_on_smollm2_and_real_pairs(name, notebook_run):
-    # Capped to a couple of steps, but the real weights, tokenizer, chat template, truncation, LoRA targets and
-    # ORPO's template handling, end to end; the model is saved with fp32 weights, not the checkpoint's bf16.
-    m, run_dir = notebook_run(name, "local")
-    assert m["profile"] == "local" and "SmolLM2-135M-Instruct" in m["model"]
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.notebook(n, "hub")) for n in ("dpo", "orpo")])
+def test_hub_path_runs_end_to_end_from_the_hub(name, notebook_run, standin_hub):
+    """What Colab learners run, through the libraries' own download code, capped to a couple of steps.
+
+    The real weights, tokenizer, chat template, truncation, LoRA targets and data files. ORPO starts from the base
+    model's tokenizer, which has no pad token and no chat template; the model is saved with fp32 weights.
+    """
+    m, run_dir = notebook_run(name, "hub")
+    assert m["profile"] == "hub" and m["model"] == HUB_MODELS[name]
     for key in ("preference_accuracy", "decline_rate", "repetition_rate"):
         for when in ("before", "after"):
             assert 0 <= m[f"{key}_{when}"] <= 1, (key, when)
@@ -141,12 +147,18 @@ def test_real_path_runs_end_to_end_on_smollm2_and_real_pairs(name, notebook_run)
         assert math.isfinite(m["eval_nll_loss"]) and m["eval_nll_loss"] > 0
     config = json.loads((run_dir / "model" / "config.json").read_text())
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30 and config["dtype"] == "float32"
+    served = "\n".join(standin_hub.requests)  # downloaded, not found somewhere on this machine
+    assert re.search(rf"^GET /{HUB_MODELS[name]}/resolve/[^/]+/model\.safetensors$", served, re.M)
+    assert re.search(r"^GET /datasets/Anthropic/hh-rlhf/resolve/[^/]+/harmless-base/train\.jsonl\.gz$", served, re.M)
+    assert not standin_hub.unserved, "the libraries asked for something the stand-in does not serve"
 
 
 @pytest.mark.slow
-@pytest.mark.notebook("dpo", "local")
-def test_dpo_local_smoke_is_capped_and_measures_what_it_says(notebook_run):
-    m, _ = notebook_run("dpo", "local")
+@pytest.mark.notebook("dpo", "hub")
+def test_dpo_hub_smoke_is_capped_and_measures_what_it_says(notebook_run):
+    m, run_dir = notebook_run("dpo", "hub")
     assert m["n_test_pairs"] == 4 and 1 <= m["n_test_prompts"] <= 4
     assert 0 <= m["eval_rewards_accuracies"] <= 1
     assert m["full_vs_lora"]["lora"]["trainable_params"] < m["full_vs_lora"]["full"]["trainable_params"] / 4
+    executed = (run_dir.parent / "dpo.executed.ipynb").read_text(encoding="utf-8")
+    assert "num_rows: 8" in executed  # UltraFeedback from the Hub, capped like everything else

@@ -79,21 +79,22 @@ def render(source: Path) -> str:
     return nbformat.writes(learner_version(nbformat.read(source, as_version=4), source.name)) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, source_dir: Path = SOURCE_DIR) -> int:
+    """Write (or with --check, compare) the learner copy of each notebook of `source_dir`, in its `exercises/`."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report stale learner notebooks instead of writing")
     args = parser.parse_args(argv)
     stale = []
-    for source in sorted(SOURCE_DIR.glob("*.ipynb")):
-        target = LEARNER_DIR / source.name
+    for source in sorted(source_dir.glob("*.ipynb")):
+        target = source_dir / LEARNER_DIR.name / source.name
         text = render(source)
         if args.check:
             if not target.exists() or target.read_text(encoding="utf-8") != text:
-                stale.append(target.relative_to(ROOT).as_posix())
+                stale.append(target.as_posix())
         else:
             target.parent.mkdir(exist_ok=True)
             target.write_text(text, encoding="utf-8")
-            print(f"wrote {target.relative_to(ROOT)}")
+            print(f"wrote {target}")
     if stale:
         print("stale learner notebooks (run `python tools/learner.py`): " + ", ".join(stale), file=sys.stderr)
     return 1 if stale else 0
