@@ -1,9 +1,10 @@
 """The lessons: every Python block runs, every link, image and badge resolves, every measured number is our own.
 
 Python blocks run offline against the pinned libraries: each lesson's blocks run in order in one namespace (like a
-notebook), in a temporary folder, with the Hub ids they name replaced by local stand-ins (the offline tiny model,
-and the bundled preference set laid out like `Anthropic/hh-rlhf`). Lessons whose code is the same (translations
-differ from English only in comments) run once.
+notebook), in a temporary folder, with the Hub ids they name replaced by local stand-ins (copies of the offline tiny
+model stored in bf16 like SmolLM2, the base one with SmolLM2-135M's tokenizer gaps, and the bundled preference set
+laid out like `Anthropic/hh-rlhf`). Lessons whose code is the same (translations differ from English only in comments)
+run once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from transformers import Trainer
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
 from course_utils import losses
 from tools import figures
@@ -64,17 +66,30 @@ def lessons_with_code() -> list[Path]:
     return chosen
 
 
+def stored_like_smollm2(tiny_model_dir: Path, folder: Path, base_model: bool) -> str:
+    """A copy of the tiny model stored in bf16, as SmolLM2 is, so that a lesson that loads it without asking for fp32
+    trains bf16 weights and is caught. The base model's tokenizer has, like SmolLM2-135M's, no pad token and no chat
+    template, and `<|endoftext|>` as its end of text."""
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if base_model:
+        tokenizer.pad_token, tokenizer.chat_template, tokenizer.eos_token = None, None, "<|endoftext|>"
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture(scope="module")
 def hub_standins(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
     """Local folders that stand in for the Hub ids the lessons load (the snippets save to their own output_dir)."""
     base = tmp_path_factory.mktemp("hub")
-    model = str(tiny_model_dir)
+    instruct = stored_like_smollm2(tiny_model_dir, base / "instruct", base_model=False)
+    base_model = stored_like_smollm2(tiny_model_dir, base / "base", base_model=True)
     dataset = base / "hh-rlhf"
     (dataset / "harmless-base").mkdir(parents=True)
     for split in ("train", "test"):
         shutil.copy(ROOT / "course_utils" / "offline_data" / f"preference_{split}.jsonl", dataset / "harmless-base")
         (dataset / "harmless-base" / f"preference_{split}.jsonl").rename(dataset / "harmless-base" / f"{split}.jsonl")
-    return {HUB_IDS[0]: model, HUB_IDS[1]: model, HUB_IDS[2]: str(dataset)}
+    return {HUB_IDS[0]: instruct, HUB_IDS[1]: base_model, HUB_IDS[2]: str(dataset)}
 
 
 def offline(code: str, standins: dict[str, str]) -> str:
@@ -84,24 +99,69 @@ def offline(code: str, standins: dict[str, str]) -> str:
     return code
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("lesson", lessons_with_code(), ids=rel)
-def test_python_blocks_run(lesson, hub_standins, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # output_dir="…" of the snippets lands here
-    train = Trainer.train
+def run_blocks(lesson: Path, standins: dict[str, str], folder: Path) -> list[Trainer]:
+    """Run a lesson's Python blocks in `folder`, training for two steps; returns every trainer they built."""
+    built: list[Trainer] = []
+    init, train = Trainer.__init__, Trainer.train
+
+    def recorded(trainer, *args, **kwargs):
+        init(trainer, *args, **kwargs)
+        built.append(trainer)
 
     def two_steps(trainer, *args, **kwargs):
         """Train as the snippet says, for two optimizer steps: the notebooks are where the course trains in full."""
         trainer.args.max_steps = 2
         return train(trainer, *args, **kwargs)
 
-    monkeypatch.setattr(Trainer, "train", two_steps)
-    namespace: dict = {"__name__": "__lesson__"}
-    for number, block in enumerate(python_blocks(lesson), start=1):
-        try:
-            exec(compile(offline(block, hub_standins), f"{rel(lesson)} block {number}", "exec"), namespace)
-        except Exception as error:
-            raise AssertionError(f"{rel(lesson)}: Python block {number} failed: {error!r}") from error
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)  # output_dir="…" of the snippets lands here
+        patch.setattr(Trainer, "__init__", recorded)
+        patch.setattr(Trainer, "train", two_steps)
+        namespace: dict = {"__name__": "__lesson__"}
+        for number, block in enumerate(python_blocks(lesson), start=1):
+            try:
+                exec(compile(offline(block, standins), f"{rel(lesson)} block {number}", "exec"), namespace)
+            except Exception as error:
+                raise AssertionError(f"{rel(lesson)}: Python block {number} failed: {error!r}") from error
+    return built
+
+
+@pytest.fixture(scope="module")
+def lesson_run(hub_standins, tmp_path_factory):
+    """`lesson_run(path)`: the trainers a lesson's blocks built, each lesson run once; a failed run fails every test
+    that asks for it."""
+    runs: dict[Path, list[Trainer] | AssertionError] = {}
+
+    def run(lesson: Path) -> list[Trainer]:
+        if lesson not in runs:
+            try:
+                runs[lesson] = run_blocks(lesson, hub_standins, tmp_path_factory.mktemp(lesson.stem))
+            except AssertionError as error:
+                runs[lesson] = error
+        if isinstance(runs[lesson], AssertionError):
+            raise runs[lesson]
+        return runs[lesson]
+
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", lessons_with_code(), ids=rel)
+def test_python_blocks_run(lesson, lesson_run):
+    lesson_run(lesson)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", lessons_with_code(), ids=rel)
+def test_lessons_train_fp32_weights(lesson, lesson_run):
+    """The course's rule: fp32 master weights, bf16/fp16 only in the computation (the trainers' flags). The stand-ins
+    are stored in bf16, so a trainer given a model id that loads it in its stored dtype is caught here."""
+    for trainer in lesson_run(lesson):
+        dtypes = {parameter.dtype for parameter in trainer.model.parameters()}
+        assert dtypes == {torch.float32}, (
+            f"{rel(lesson)}: its {type(trainer).__name__} trains {sorted(map(str, dtypes))} weights; load the model "
+            "with dtype=torch.float32 (or let the trainer load it in fp32)"
+        )
 
 
 def code_of(node: ast.AST) -> str:

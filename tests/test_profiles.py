@@ -29,6 +29,7 @@ def test_unknown_profile_is_refused(monkeypatch):
 
 def test_hub_with_gpu_and_hub_local_with_gpu_only_offline_on_cpu(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("COURSE_SMOKE", raising=False)
     monkeypatch.setattr(profiles.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(profiles, "hub_reachable", lambda: True)
