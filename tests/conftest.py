@@ -69,14 +69,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "notebook(name, profile): the test reads that notebook's run (see conftest.py)")
 
 
-# How long each run takes, longest first, so that two at a time finish together (2-core CPU, one thread each). A clean
-# CI run measured orpo-offline 640 s, dpo-hub 361 s, orpo-hub 311 s, dpo-offline 229 s: so one worker runs both offline
-# notebooks (869 s) while the other runs both hub ones (672 s).
+# How long each run takes, longest first, so that two at a time finish together (2-core CPU, one thread each).
 RUN_ORDER = [
     ("orpo", "offline"),
-    ("dpo", "hub"),
     ("orpo", "hub"),
     ("dpo", "offline"),
+    ("dpo", "hub"),
     ("orpo", "local"),
     ("dpo", "local"),
 ]
