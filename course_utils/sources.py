@@ -117,7 +117,7 @@ def model_path(name: str, folder: str | Path | None = None, seed: int = 0) -> st
             raise ValueError(f"{name!r} is built on the spot: pass the folder to build it in")
         size = name.partition(":")[2] or "tiny"
         target = Path(folder) / f"{name.replace(':', '-')}-seed{seed}"
-        if not (target / "model.safetensors").exists():  # the same seed builds the same weights: build once
+        if not (target / "tokenizer_config.json").exists():  # written last; the same seed builds the same weights
             tiny_model.build_tiny_model(target, size=size, seed=seed)
         return str(target)
     if name == SMOLLM2_INSTRUCT:

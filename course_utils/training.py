@@ -25,13 +25,13 @@ def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
     return model.to(device or device_settings()["device"])
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
+def load_tokenizer(path: str | Path, revision: str | None = None) -> PreTrainedTokenizerBase:
     """The tokenizer at `path`, ready for chat pairs: a base model's gets ChatML turns and pads with its eos token.
 
     A base model such as SmolLM2-135M ships with neither a chat template (it was never trained on conversations) nor
     a pad token (`pad_token: None`), and batching pairs of different lengths needs one.
     """
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
     if tokenizer.chat_template is None:
         tokenizer.chat_template = CHAT_TEMPLATE
     if tokenizer.pad_token is None:

@@ -72,7 +72,7 @@ def load_model(path: str, model_args: ModelConfig) -> tuple[PreTrainedModel, Pre
         dtype=model_args.dtype,
         attn_implementation=model_args.attn_implementation,
     )
-    return model, load_tokenizer(path)
+    return model, load_tokenizer(path, revision=model_args.model_revision)
 
 
 def load_data(script_args: ScriptArguments) -> tuple[Dataset, Dataset]:
