@@ -37,7 +37,14 @@ PROFILE_ENV = {
     "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error"},
     "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
     # HF_ENDPOINT and HF_HOME are the stand-in Hub's and its fresh cache (`standin_hub`); "0" undoes CI's offline flag.
-    "hub": {"COURSE_PROFILE": "hub", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "0", "TRANSFORMERS_VERBOSITY": "error"},
+    # CI="" : what a learner's machine sets, so TRL sends its telemetry to the (stand-in) Hub, as it does in Colab.
+    "hub": {
+        "COURSE_PROFILE": "hub",
+        "COURSE_SMOKE": "1",
+        "HF_HUB_OFFLINE": "0",
+        "CI": "",
+        "TRANSFORMERS_VERBOSITY": "error",
+    },
 }
 
 

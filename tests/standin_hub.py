@@ -13,6 +13,7 @@ What it serves, from a folder laid out as `root/models/<org>/<name>/...` and `ro
     HEAD/GET /<org>/<name>/resolve/<rev>/<path>                       a model file, with Range support
     HEAD/GET /datasets/<org>/<name>/resolve/<rev>/<path>              a data set file, with Range support
     GET  /api/agent-harnesses                                         an empty registry (huggingface_hub's User-Agent)
+    HEAD /api/telemetry/<topic>                                       200, empty: TRL's trainers report their use
 
 Files are answered as plain git blobs (ETag = git blob id, `X-Repo-Commit`, `Content-Length`), never as LFS or
 Xet files, so no Xet download starts. A missing repo, revision or file gets the 404 and `X-Error-Code` the Hub
@@ -224,6 +225,9 @@ class Handler(BaseHTTPRequestHandler):
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
         if self.command == "GET" and url.path == "/api/agent-harnesses":
             self.send_json(NO_AGENT_HARNESSES)  # huggingface_hub fetches it once a day for its User-Agent
+            return True
+        if self.command == "HEAD" and parts[:2] == ["api", "telemetry"]:
+            self.send(200, b"", {})  # TRL's trainers send it unless CI or HF_HUB_DISABLE_TELEMETRY is set
             return True
         if parts[0] == "api" and len(parts) >= 4 and parts[1] in KINDS:
             return self.route_api(parts[1], parts[2], parts[3], parts[4:], query)

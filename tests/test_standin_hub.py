@@ -37,6 +37,7 @@ CLEARED_ENV = (
     "HF_DATASETS_CACHE",
     "TRANSFORMERS_CACHE",
     "HF_TOKEN",
+    "CI",  # TRL sends no telemetry when CI is set: a learner's machine does not set it
 )
 
 
@@ -141,6 +142,15 @@ def test_missing_things_get_the_hubs_error_codes(hub_root):
             assert "error" in json.loads(body)
     assert not hub.unserved
     assert len(hub.missing) == len(cases)
+
+
+def test_trl_telemetry_is_answered_as_on_the_hub(hub_root):
+    """TRL's trainers send HEAD /api/telemetry/trl/<Trainer> on a learner's machine (not under CI): a 200."""
+    with serve(hub_root) as hub:
+        status, _, body = fetch(f"{hub.endpoint}/api/telemetry/trl/DPOTrainer", method="HEAD")
+        assert (status, body) == (200, b"")
+        assert fetch(f"{hub.endpoint}/api/telemetry/trl/DPOTrainer")[0] == 404  # only HEAD is telemetry
+    assert hub.unserved == ["GET /api/telemetry/trl/DPOTrainer"]
 
 
 def test_unserved_requests_are_recorded_and_the_port_closes(hub_root, capsys):
