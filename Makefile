@@ -48,13 +48,18 @@ learner: setup
 figures: setup
 	$(BIN)/python tools/figures.py
 
-# The cost of a training step, every method side by side in one run; rewrites benchmarks/results/ and the lesson table.
+# The cost of a training step, every method side by side in one run: the benchmark writes benchmarks/results/ (JSON and
+# chart), then tools/figures.py renders the lesson table from the JSON.
 bench: setup
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python tools/figures.py --tables
 
-# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU (about 15 min on 2 cores); runs/real/metrics.json.
+# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU (about 15 min on 2 cores): the script writes
+# runs/real/metrics.json and benchmarks/results/real-path/alignment-<device>.json, then tools/figures.py renders the
+# lesson table from it.
 real: setup
 	COURSE_PROFILE=local $(BIN)/python 2_preference_alignment/scripts/real_run.py
+	$(BIN)/python tools/figures.py --tables
 
 lint: setup
 	$(BIN)/ruff check .

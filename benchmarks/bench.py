@@ -2,13 +2,13 @@
 
     python benchmarks/bench.py                     # tiny model on a CPU; SmolLM2-135M's shapes on a GPU
     python benchmarks/bench.py --arch smollm2-135m # choose the shapes yourself
-    python benchmarks/bench.py --steps 1 --out /tmp/bench --no-lesson   # a quick smoke run
+    python benchmarks/bench.py --steps 1 --out /tmp/bench  # a quick smoke run
 
 Every variant trains the same randomly initialised model (built from a config: no download) on the same synthetic
 pairs, whose lengths follow HH-RLHF's, for the same optimizer steps. It reports the median time per optimizer step,
 tokens per second, peak memory, and each of them as a ratio to the recommended recipe, all measured in one run. The
-results go to `benchmarks/results/<arch>-<device>.{json,md,png}`, and the lesson table that quotes that file is
-rewritten (`tools/figures.py`).
+results go to `benchmarks/results/<arch>-<device>.json`, with a chart beside it (`.png`). `make bench` runs this, then
+`python tools/figures.py --tables`, which rewrites the lesson table that quotes the JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: course_utils and tools/
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the repository: course_utils
 
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
@@ -37,9 +38,8 @@ from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
 from course_utils import cost, tiny_model  # noqa: E402
 from course_utils.profiles import HUB_BATCH, PROFILES, device_settings  # noqa: E402
-from tools import figures  # noqa: E402
 
-RESULTS = figures.ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 # The original module's DPO batch and length (smol-course, 2_preference_alignment/notebooks/dpo_finetuning_example.ipynb
 # at 1082595e2a7c46d185643166236a63c9223d65e8): what the benchmark compares the recipe (`HUB_BATCH`) with. That notebook
 # loads fp32 weights and sets `bf16=True` on every device; `variants` adds that precision.
@@ -239,7 +239,7 @@ def benchmark(arch: str, steps: int, only: list[str] | None = None) -> dict:
             rows[name] = run_variant(variant, model_path, pairs, steps, Path(tmp) / "out", tokenizer)
             print(f"  {rows[name]['step_s']:.3f} s/step, {rows[name]['tokens_per_s']:.0f} tokens/s", flush=True)
     return {
-        "hardware": figures.hardware(),
+        "hardware": cost.hardware(),
         "device": device["device"],
         "precision": "bf16 autocast" if device["bf16"] else "fp16 autocast" if device["fp16"] else "fp32",
         "memory": cost.memory_kind(),
@@ -274,26 +274,21 @@ def plot_cost(bench: dict, path: str | Path | None = None) -> plt.Figure:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """Run the benchmark, write JSON, table and chart, and refresh the lesson table that quotes them."""
+    """Run the benchmark and write its JSON and chart; `tools/figures.py --tables` renders the lesson table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_arch = "smollm2-135m" if torch.cuda.is_available() else "tiny"
     parser.add_argument("--arch", choices=sorted(ARCHS), default=default_arch)
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per variant (after one warm-up)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--only", nargs="+", choices=list(variants({})), help="run these variants (and the recipe)")
-    parser.add_argument("--no-lesson", action="store_true", help="do not rewrite the lesson tables")
     args = parser.parse_args(argv)
     results = benchmark(args.arch, args.steps, args.only)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.arch}-{results['device']}"
     path = args.out / f"{stem}.json"
     path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    table = figures.cost_table(results)
-    (args.out / f"{stem}.md").write_text(table + "\n", encoding="utf-8")
     plot_cost(results, path=args.out / f"{stem}.png")
-    print(table)
-    if not args.no_lesson:
-        figures.refresh_lessons()
+    print(path)
     return path
 
 

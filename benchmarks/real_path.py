@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from transformers import AutoTokenizer, TrainerCallback, set_seed  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
-from course_utils import data, evaluation  # noqa: E402
+from course_utils import cost, data, evaluation  # noqa: E402
 from course_utils.profiles import PROFILES, cpu_has_native_bf16, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
 from course_utils.training import common_args, load_model, precision  # noqa: E402
@@ -125,9 +124,8 @@ def main() -> None:
     test, _ = data.format_hh_rlhf(raw["test"], verbose=False)
     train, _ = data.format_hh_rlhf(raw["train"].select(range(8 * (args.steps + 1))), verbose=False)
     model = load_model(path)
-    hardware = f"{platform.machine()} CPU, {os.cpu_count()} cores" if not torch.cuda.is_available() else "GPU"
     result = {
-        "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else hardware,
+        "hardware": cost.hardware(),
         "cpu_native_bf16": cpu_has_native_bf16(),
         "evaluation": evaluation_speed(model, tokenizer, test.select(range(args.pairs))),
         "dpo_step": [dpo_step_time(path, tokenizer, train, bf16, args.steps) for bf16 in (False, True)],

