@@ -65,8 +65,8 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Every check. The tests execute each notebook once, into a temporary folder: offline in full, and the real path
-# (SmolLM2-135M-Instruct on real harmless-base rows, COURSE_PROFILE=local) capped to a couple of steps.
+# Every check. The tests execute each notebook once, into a temporary folder: offline in full, and the hub path
+# (real SmolLM2 and harmless-base rows from a stand-in Hub on 127.0.0.1, COURSE_PROFILE=hub) capped to a few steps.
 test: lint
 	$(BIN)/python -m pytest tests --durations=15
 

@@ -154,11 +154,16 @@ def unique_prompts(dataset: Dataset) -> list[Messages]:
 
 
 def scores(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, prompts: list[Messages], judged: bool
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    prompts: list[Messages],
+    judged: bool,
+    max_new_tokens: int = 48,
 ) -> dict:
-    """Preference accuracy on `dataset`; greedy replies to `prompts`, their decline and repetition rates, and their
-    judged score when `judged` (the offline world's rule)."""
-    replies = generate(model, tokenizer, prompts)
+    """Preference accuracy on `dataset`; greedy replies to `prompts` (at most `max_new_tokens` each), their decline
+    and repetition rates, and their judged score when `judged` (the offline world's rule)."""
+    replies = generate(model, tokenizer, prompts, max_new_tokens)
     return {
         "preference_accuracy": preference_accuracy(model, tokenizer, dataset),
         "judged_score": judged_score(prompts, replies) if judged else None,

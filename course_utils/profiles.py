@@ -54,6 +54,7 @@ class Profile:
     train_rows: int | None  # None: every row
     test_rows: int | None
     eval_prompts: int | None  # held-out prompts answered by generation; None: all
+    max_new_tokens: int  # the length of each greedy reply the measures read
     judged: bool  # the world's rule judges replies (offline only)
     warm_start: bool  # the instruct model is built here and needs a short SFT first
     ultrafeedback: str | None  # the Hub id of UltraFeedback, or None to rewrite the held-out pairs in its shape
@@ -94,6 +95,8 @@ HUB_BATCH = {key: PROFILES["hub"].dpo[key] for key in (*BATCH, "gradient_checkpo
 # 128 tokens truncate most real pairs: the smoke run proves truncation too, at half the cost of 256.
 SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128}
 SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8}
+# Generation is most of a smoke run's time on a CPU: 16 tokens still show whether a reply declines or repeats.
+SMOKE_REPLY_TOKENS = 16
 
 
 def smoke(profile: Profile) -> Profile:
@@ -103,7 +106,8 @@ def smoke(profile: Profile) -> Profile:
         key: value if getattr(profile, key) is None else min(value, getattr(profile, key))
         for key, value in SMOKE_ROWS.items()
     }
-    return dataclasses.replace(profile, **rows, **capped)
+    reply_tokens = min(profile.max_new_tokens, SMOKE_REPLY_TOKENS)
+    return dataclasses.replace(profile, **rows, **capped, max_new_tokens=reply_tokens)
 
 
 def hub_endpoint() -> str:

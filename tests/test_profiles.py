@@ -59,7 +59,10 @@ def test_smoke_caps_steps_and_rows_and_keeps_every_other_setting(monkeypatch, na
     for method in ("dpo", "sft", "orpo"):  # the caps win; every other hyperparameter is the profile's own
         assert getattr(profile, method) == {**getattr(full, method), **profiles.SMOKE_STEPS}, method
     assert {key: getattr(profile, key) for key in profiles.SMOKE_ROWS} == profiles.SMOKE_ROWS
-    uncapped = dataclasses.replace(profile, dpo=full.dpo, sft=full.sft, orpo=full.orpo)
+    assert profile.max_new_tokens == min(full.max_new_tokens, profiles.SMOKE_REPLY_TOKENS) < full.max_new_tokens
+    uncapped = dataclasses.replace(
+        profile, dpo=full.dpo, sft=full.sft, orpo=full.orpo, max_new_tokens=full.max_new_tokens
+    )
     assert dataclasses.replace(uncapped, **{key: getattr(full, key) for key in profiles.SMOKE_ROWS}) == full
     monkeypatch.setenv("COURSE_SMOKE", "0")
     assert profiles.choose_profile()[0] == full
