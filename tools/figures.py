@@ -3,8 +3,9 @@
 Run `make exercise` (both notebooks, offline), then `python tools/figures.py` (`make figures`): it writes the
 images and `measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->`
 markers in the lessons and the notebooks' Markdown. `python tools/figures.py --tables` rewrites only the tables,
-from the committed `measured.json` and `benchmarks/results/` (after a benchmark or `make real`). Tests check that
-the committed tables match `measured.json` and that its numbers match every fresh run.
+from the committed `measured.json` and `benchmarks/results/`: the scripts and benchmarks only write JSON, and
+`make bench` and `make real` run it after them. Tests check that the committed tables match `measured.json` and that
+its numbers match every fresh run.
 
 A maintainer's tool: it reads and writes the repository's folders, so it is not in the `course_utils` package that
 learners install.
@@ -14,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 from pathlib import Path
 
@@ -24,12 +23,15 @@ import nbformat
 import torch
 
 from course_utils import plotting, refusal
+from course_utils.cost import hardware
 from course_utils.losses import dpo_loss
 
 try:
     from tools import learner
+    from tools.run_notebook import numerics
 except ModuleNotFoundError:  # run as a script: tools/ itself is on the path, not the repository
     import learner
+    from run_notebook import numerics
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
@@ -41,18 +43,11 @@ BETAS = [0.1, 0.5, 1.0]
 BLOCK = re.compile(r"<!-- measured:(?P<name>[\w-]+) -->\n.*?<!-- /measured -->", re.S)
 
 
-def hardware() -> str:
-    """The machine a run's timings come from, in words (GPU name, or CPU architecture and core count)."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
-
-
 def collect(runs: Path = RUNS) -> dict:
     """What the lessons quote, read from the notebooks' `metrics.json` (offline profile)."""
     dpo = json.loads((runs / "dpo-offline" / "metrics.json").read_text())
     orpo = json.loads((runs / "orpo-offline" / "metrics.json").read_text())
-    return {"hardware": hardware(), "dpo": dpo, "orpo": orpo}
+    return {"hardware": hardware(), "numerics": numerics(), "dpo": dpo, "orpo": orpo}
 
 
 def cost_table(bench: dict) -> str:

@@ -16,6 +16,7 @@ import argparse
 import html
 import json
 import os
+import platform
 import re
 import sys
 import time
@@ -27,6 +28,33 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "2_preference_alignment" / "notebooks"
 NOTEBOOKS = {"dpo": "dpo_finetuning_example.ipynb", "orpo": "orpo_finetuning_example.ipynb"}
+# The floating-point code paths of a notebook's kernel. Each CPU otherwise picks its widest instructions, which round
+# differently, and the offline model, trained from random weights at a large learning rate, turns last-digit
+# differences into other results: DPO's judged score after training was 0.93 on a 2-core AMD EPYC and 0.74 on a
+# 2-core Intel Xeon, from the same code. These pin MKL's matrix products (MKL_CBWR), PyTorch's own kernels
+# (ATEN_CPU_CAPABILITY) and oneDNN's to AVX2, about 15% slower, and compute on one thread: split over two threads,
+# sums are added in another order (0.93 instead of 0.86 on the Xeon). Every Intel CPU with AVX2 then gives the same
+# numbers. MKL honours a pinned branch on Intel CPUs only (on others it picks its own; only its SSE2 branch,
+# COMPATIBLE, holds everywhere, and it made the runs 2.2x slower), so an AMD CPU still gives its own numbers. A
+# caller's values win.
+REPRODUCIBLE_CPU = {
+    "MKL_CBWR": "AVX2",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def numerics(cpuinfo: str | None = None) -> str:
+    """Which rounding a CPU run under REPRODUCIBLE_CPU gets, from /proc/cpuinfo: the vendor, and whether it has AVX2."""
+    proc = Path("/proc/cpuinfo")
+    text = cpuinfo if cpuinfo is not None else proc.read_text(encoding="utf-8") if proc.exists() else ""
+    vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
+    pinned = vendor == "GenuineIntel" and " avx2" in text
+    paths = ", ".join(f"{key}={value}" for key, value in REPRODUCIBLE_CPU.items()) if pinned else "its own paths"
+    return f"{vendor or platform.machine()} CPU, {paths}"
+
+
 # The headline measures `make exercise` prints from each run's metrics.json.
 HEADLINE = ("preference_accuracy", "judged_score", "decline_rate", "repetition_rate")
 
@@ -100,7 +128,7 @@ def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: 
     client = ProgressClient(nb, timeout=None, resources={"metadata": {"path": str(NOTEBOOK_DIR)}}, echo=echo)
     started = time.time()
     try:
-        client.execute(env={**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
+        client.execute(env={**REPRODUCIBLE_CPU, **os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
     finally:
         nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
     written = [p for p in run_root.glob(f"{name}-*/metrics.json") if p.stat().st_mtime >= started]
