@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lock lab exercise learner figures bench real test test-fast lint
+.PHONY: setup lock lab exercise learner figures measure bench real test test-fast lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +44,14 @@ exercise: setup
 learner: setup
 	$(BIN)/python tools/learner.py
 
-# After `make exercise`: the lessons' figures, measured.json and measured tables, from the runs just made.
+# After `make exercise` or `make measure`: the lessons' figures, measured.json and measured tables, from those runs.
 figures: setup
+	$(BIN)/python tools/figures.py
+
+# The lessons' numbers: both notebooks offline, on one thread with the pinned CPU code paths (REPRODUCIBLE_CPU in
+# tools/run_notebook.py) the tests compare them with, then `figures`.
+measure: setup
+	COURSE_PROFILE=offline $(BIN)/python tools/run_notebook.py dpo orpo --reproducible
 	$(BIN)/python tools/figures.py
 
 # The cost of a training step, every method side by side in one run: the benchmark writes benchmarks/results/ (JSON and

@@ -24,7 +24,7 @@ from course_utils.data import format_hh_rlhf, load_bundled
 from course_utils.sources import DATA_FILE as HARMLESS_BASE_FILE
 from course_utils.sources import is_test, smollm2_instruct
 from course_utils.tiny_model import build_tiny_model
-from tools.run_notebook import execute
+from tools.run_notebook import REPRODUCIBLE_CPU, execute
 
 # TRL's ORPO lives in trl.experimental and warns on import; every test (and every subprocess it starts) runs silenced.
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -34,7 +34,8 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 # TRANSFORMERS_VERBOSITY=error also turns the trainers' progress table off (disable_tqdm's default): a learner sees
 # it, a test does not need it, and it costs about 8% of a tiny-model training step.
 PROFILE_ENV = {
-    "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error"},
+    # REPRODUCIBLE_CPU: the code paths measured.json was measured with, so its numbers can be compared.
+    "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error", **REPRODUCIBLE_CPU},
     "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
     # HF_ENDPOINT and HF_HOME are the stand-in Hub's and its fresh cache (`standin_hub`); "0" undoes CI's offline flag.
     # CI="" : what a learner's machine sets, so TRL sends its telemetry to the (stand-in) Hub, as it does in Colab.

@@ -267,7 +267,7 @@ def test_measured_numbers_are_those_of_a_fresh_notebook_run(run, notebook_run, d
         )
     found = differences(measured[run], fresh)
     assert not found, (
-        f"the {run} notebook now measures other numbers (committed != fresh): run `make exercise figures` and "
+        f"the {run} notebook now measures other numbers (committed != fresh): run `make measure` and "
         "review the lessons:\n" + "\n".join(found[:20])
     )
 

@@ -2,6 +2,7 @@
 
     python tools/run_notebook.py dpo orpo          # what `make exercise` runs
     python tools/run_notebook.py dpo --quiet       # no progress, only the measures at the end
+    python tools/run_notebook.py dpo orpo --reproducible   # what `make measure` runs: the lessons' numbers
 
 Each notebook runs in a fresh kernel from the notebooks folder. As it runs, the terminal shows which section is
 executing, what the cells print (not their warnings), and the trainers' own progress (step, time left, logged
@@ -35,8 +36,8 @@ NOTEBOOKS = {"dpo": "dpo_finetuning_example.ipynb", "orpo": "orpo_finetuning_exa
 # (ATEN_CPU_CAPABILITY) and oneDNN's to AVX2, about 15% slower, and compute on one thread: split over two threads,
 # sums are added in another order (0.93 instead of 0.86 on the Xeon). Every Intel CPU with AVX2 then gives the same
 # numbers. MKL honours a pinned branch on Intel CPUs only (on others it picks its own; only its SSE2 branch,
-# COMPATIBLE, holds everywhere, and it made the runs 2.2x slower), so an AMD CPU still gives its own numbers. A
-# caller's values win.
+# COMPATIBLE, holds everywhere, and it made the runs 2.2x slower), so an AMD CPU still gives its own numbers.
+# `make measure` and the tests' offline runs use them; SmolLM2 runs do not (its steps took several times longer).
 REPRODUCIBLE_CPU = {
     "MKL_CBWR": "AVX2",
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -51,7 +52,7 @@ def numerics(cpuinfo: str | None = None) -> str:
     text = cpuinfo if cpuinfo is not None else proc.read_text(encoding="utf-8") if proc.exists() else ""
     vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
     pinned = vendor == "GenuineIntel" and " avx2" in text
-    paths = ", ".join(f"{key}={value}" for key, value in REPRODUCIBLE_CPU.items()) if pinned else "its own paths"
+    paths = ", ".join(f"{key}={value}" for key, value in REPRODUCIBLE_CPU.items()) if pinned else "MKL's own branch"
     return f"{vendor or platform.machine()} CPU, {paths}"
 
 
@@ -128,7 +129,7 @@ def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: 
     client = ProgressClient(nb, timeout=None, resources={"metadata": {"path": str(NOTEBOOK_DIR)}}, echo=echo)
     started = time.time()
     try:
-        client.execute(env={**REPRODUCIBLE_CPU, **os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
+        client.execute(env={**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
     finally:
         nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
     written = [p for p in run_root.glob(f"{name}-*/metrics.json") if p.stat().st_mtime >= started]
@@ -153,12 +154,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("notebooks", nargs="+", choices=sorted(NOTEBOOKS))
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("COURSE_RUN_DIR", NOTEBOOK_DIR / "runs")))
     parser.add_argument("--quiet", action="store_true", help="print only the measures at the end")
+    parser.add_argument(
+        "--reproducible", action="store_true", help="compute with REPRODUCIBLE_CPU, as the lessons' numbers were"
+    )
     args = parser.parse_args(argv)
+    env = REPRODUCIBLE_CPU if args.reproducible else {}
     results = {}
     for name in args.notebooks:
         print(f"== {NOTEBOOKS[name]} ==", flush=True)
         start = time.perf_counter()
-        results[name] = execute(name, args.run_dir, echo=not args.quiet)
+        results[name] = execute(name, args.run_dir, env=env, echo=not args.quiet)
         print(f"== {name} done in {time.perf_counter() - start:.0f} s ==\n", flush=True)
     for name, metrics in results.items():
         print(f"{name}: {headline(metrics)}")
