@@ -131,7 +131,7 @@ def test_beta_check():
 # --- DPO exercise 3: your own pairs -----------------------------------------------------------------------------
 
 
-def fake_generate(model, tokenizer, conversations):
+def fake_generate(model, tokenizer, conversations, max_new_tokens=48):
     """A model that complies with every request but the first, which it declines."""
     replies = [f"Sure! Here is how: {c[-1]['content']}" for c in conversations]
     return ["I'm sorry, but I can't help with that."] + replies[1:]
@@ -144,6 +144,7 @@ def own_data():
         "model_path": "m",
         "tokenizer": None,
         "evaluation": SimpleNamespace(generate=fake_generate),
+        "REPLY_TOKENS": 16,  # the notebook's reply length (profile.max_new_tokens)
     }
     return solution("dpo", "my_rows", **namespace)
 
