@@ -20,11 +20,28 @@ class NotSolved(Exception):
 
 
 def _call(function: Callable, *args, **kwargs):
-    """`function(*args, **kwargs)`, with NotImplementedError turned into NotSolved."""
+    """`function(*args, **kwargs)`: NotImplementedError becomes NotSolved, any other error a sentence that names it."""
     try:
         return function(*args, **kwargs)
     except NotImplementedError as err:
         raise NotSolved from err
+    except Exception as err:  # the learner's code crashed: say where, not a traceback from inside the check
+        name = getattr(function, "__name__", "your function")
+        raise AssertionError(
+            f"`{name}` raised {type(err).__name__}: {err}. Run it on a small example to see why."
+        ) from err
+
+
+def _number(value, what: str) -> float:
+    """`value` as a float, or a sentence saying why it is not the single number `what` should be."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise AssertionError(
+            f"{what} returned a tensor of shape {tuple(value.shape)}: return one number, the batch mean."
+        )
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise AssertionError(f"{what} returned {type(value).__name__} {value!r}: return one number.") from err
 
 
 def _not_solved(what: str) -> bool:
@@ -67,8 +84,10 @@ def dpo_loss_by_hand(sequence_logps: Callable, dpo_loss: Callable, trainer) -> b
         try:
             theirs = _call(sequence_logps, logits, ids, mask)
             assert _close(theirs, right), f"sequence_logps: {_sequence_logps_hint(theirs, logits, ids, mask)}."
-            loss = float(_call(dpo_loss, *right.chunk(2), *ref.chunk(2), beta=trainer.beta))
-            at_start = float(_call(dpo_loss, *ref.chunk(2), *ref.chunk(2), beta=trainer.beta))
+            loss = _number(_call(dpo_loss, *right.chunk(2), *ref.chunk(2), beta=trainer.beta), "dpo_loss")
+            at_start = _number(_call(dpo_loss, *ref.chunk(2), *ref.chunk(2), beta=trainer.beta), "dpo_loss")
+            betas = (0.05, 0.5, 2.0)  # β values the notebook does not train with
+            others = {b: _number(_call(dpo_loss, *right.chunk(2), *ref.chunk(2), beta=b), "dpo_loss") for b in betas}
         except NotSolved:
             return _not_solved("write `sequence_logps` and `dpo_loss` above")
     flipped = losses.dpo_loss(*right.chunk(2), *ref.chunk(2), beta=-trainer.beta).item()
@@ -81,6 +100,12 @@ def dpo_loss_by_hand(sequence_logps: Callable, dpo_loss: Callable, trainer) -> b
         f"dpo_loss: {loss:.6f}, TRL: {trl_loss:.6f}; {hint}."
     )
     assert math.isclose(at_start, math.log(2), rel_tol=1e-5), f"with the policy equal to the reference: {at_start:.6f}."
+    for beta, other in others.items():
+        expected = losses.dpo_loss(*right.chunk(2), *ref.chunk(2), beta=beta).item()
+        assert math.isclose(other, expected, rel_tol=1e-4, abs_tol=1e-6), (
+            f"dpo_loss with beta={beta}: {other:.6f} instead of {expected:.6f}"
+            + ("; it ignores `beta`: use the argument, not a constant." if math.isclose(other, loss) else ".")
+        )
     print(f"✅ Your loss on this batch: {loss:.6f}. TRL's: {trl_loss:.6f}.")
     print(
         f"   With the policy equal to its reference (the first step) your loss is {at_start:.4f} = log 2: every "
@@ -102,6 +127,11 @@ def beta_prediction(prediction: float, low: float, high: float, drift: dict[floa
     return True
 
 
+def _norm(text: str) -> str:
+    """A prompt as a reader compares it: case, spacing and a trailing full stop or question mark ignored."""
+    return " ".join(str(text).casefold().split()).rstrip(" .?!")
+
+
 def my_pairs(
     rows: Sequence[dict], shows_behaviour: Callable[[str], bool], test_prompts: Sequence[str], **columns: str
 ) -> Dataset:
@@ -110,13 +140,23 @@ def my_pairs(
     assert len(rows) >= 20, f"{len(rows)} pairs: write at least 20, so the model sees the behaviour more than once."
     pairs = data.validate_preference(Dataset.from_list(list(rows)), **columns)  # names every bad row
     prompt, chosen, rejected = (columns.get(k, k) for k in ("prompt", "chosen", "rejected"))
+    first: dict[str, int] = {}  # each prompt, as a reader compares it, and the first row that asks it
+    repeats = []
+    for i, row in enumerate(rows):
+        if _norm(row[prompt]) in first:
+            repeats.append((first[_norm(row[prompt])], i))
+        first.setdefault(_norm(row[prompt]), i)
+    assert not repeats, (
+        f"rows {repeats[0][0]} and {repeats[0][1]} ask the same prompt ({len(repeats)} repeats): each pair needs its "
+        "own prompt, or the model learns one answer, not a behaviour."
+    )
     missing = [i for i, row in enumerate(rows) if not shows_behaviour(row[chosen])]
     present = [i for i, row in enumerate(rows) if shows_behaviour(row[rejected])]
     assert not missing, f"rows {missing[:10]}: the chosen reply does not show the behaviour (`shows_behaviour`)."
     assert not present, f"rows {present[:10]}: the rejected reply shows the behaviour too, so it teaches nothing."
     assert len(test_prompts) >= 5, f"{len(test_prompts)} held-out prompts: write at least 5."
-    seen = {row[prompt] for row in rows}
-    leaked = [p for p in test_prompts if p in seen]
+    seen = {_norm(row[prompt]) for row in rows}
+    leaked = [p for p in test_prompts if _norm(p) in seen]
     assert not leaked, (
         f"held-out prompts that are also training prompts: {leaked[:3]}. Held out means never trained on."
     )
@@ -153,6 +193,12 @@ def ultrafeedback(convert: Callable[[dict], dict], rows: Dataset, train: Dataset
                 )
     except NotSolved:
         return _not_solved("write `convert` and the split above")
+    converted = sorted(str(data.ultrafeedback_to_preference(dict(row))) for row in rows)
+    split = sorted(str({k: row[k] for k in ("prompt", "chosen", "rejected")}) for part in (train, test) for row in part)
+    assert split == converted, (
+        f"train and test hold {len(split)} pairs, not the {len(converted)} you converted from these UltraFeedback "
+        "rows: split the converted rows themselves, every one into train or test."
+    )
     shared = {str(p) for p in train["prompt"]} & {str(p) for p in test["prompt"]}
     assert len(train) and len(test), f"train has {len(train)} pairs and test {len(test)}: both need some."
     assert not shared, f"{len(shared)} prompts are in both train and test: split by prompt, so test stays held out."
@@ -175,14 +221,25 @@ def orpo_loss_by_hand(log_odds: Callable, orpo_loss: Callable) -> bool:
         if not _close(theirs, right, 1e-6):
             hint = "that is log p, the log-probability" if _close(theirs, chosen) else "log odds = log p − log(1 − p)"
             raise AssertionError(f"log_odds({p.tolist()}) gave {theirs.tolist()}: {hint}.")
-        for lam in (0.1, 1.0):
-            loss = float(_call(orpo_loss, nll, chosen, rejected, lam))
+        for lam in (0.1, 0.25, 1.0):
+            loss = _number(_call(orpo_loss, nll, chosen, rejected, lam), "orpo_loss")
             expected = losses.orpo_loss(nll, chosen, rejected, lam=lam).item()
-            probability_ratio = (nll - lam * torch.nn.functional.logsigmoid(chosen - rejected).mean()).item()
-            hint = (
-                "you compared probabilities; ORPO compares odds, p / (1 − p)"
-                if math.isclose(loss, probability_ratio, rel_tol=1e-6)
-                else "L = NLL + λ · mean(−log σ(log odds(y_w) − log odds(y_l)))"
+            ratio = right - (rejected.exp() / (1 - rejected.exp())).log()  # log odds(y_w) − log odds(y_l)
+            mistakes = {
+                "you compared probabilities; ORPO compares odds, p / (1 − p)": nll
+                - lam * torch.nn.functional.logsigmoid(chosen - rejected).mean(),
+                "chosen and rejected are swapped: the odds of the chosen reply go first": nll
+                - lam * torch.nn.functional.logsigmoid(-ratio).mean(),
+                "the sign of the odds-ratio term is flipped: it is −log σ(…), which is positive": nll
+                + lam * torch.nn.functional.logsigmoid(ratio).mean(),
+                "you summed over the pairs; average them": nll - lam * torch.nn.functional.logsigmoid(ratio).sum(),
+                "the NLL term is missing: ORPO adds the odds-ratio term to SFT's loss": -lam
+                * torch.nn.functional.logsigmoid(ratio).mean(),
+                "λ weighs the odds-ratio term, not the NLL": lam * nll - torch.nn.functional.logsigmoid(ratio).mean(),
+            }
+            hint = next(
+                (say for say, value in mistakes.items() if math.isclose(loss, value.item(), rel_tol=1e-6)),
+                "L = NLL + λ · mean(−log σ(log odds(y_w) − log odds(y_l)))",
             )
             assert math.isclose(loss, expected, rel_tol=1e-6), (
                 f"λ = {lam}: {loss:.6f} instead of {expected:.6f}; {hint}."
@@ -195,6 +252,11 @@ def orpo_loss_by_hand(log_odds: Callable, orpo_loss: Callable) -> bool:
 
 def lambdas(values: Sequence[float], prediction: str) -> bool:
     """Your λ values for the sweep and your prediction of what happens to the held-out NLL as λ grows."""
+    assert isinstance(values, Sequence) and not isinstance(values, str), (
+        f"LAMBDAS = {values!r}: a list of numbers, such as [0.0, 0.1, 1.0]."
+    )
+    wrong = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float)]
+    assert not wrong, f"LAMBDAS holds {wrong!r}: each λ is a number (0.1, not '0.1')."
     assert len(values) >= 3, f"{list(values)}: choose at least three values, to see a trend."
     assert all(v >= 0 for v in values), f"{list(values)}: λ weighs a loss term, so it is 0 or more."
     assert 0 in values, f"{list(values)}: include 0, plain SFT on the chosen replies, as the baseline."
@@ -210,18 +272,21 @@ def lambdas(values: Sequence[float], prediction: str) -> bool:
 
 def sign_test(p_value: Callable[[int, int], float]) -> bool:
     """Your two-sided sign-test p-value, against the exact binomial computation on a few cases."""
-    cases = [(0, 0), (1, 0), (3, 1), (8, 1), (10, 0), (2, 7)]
+    cases = [(0, 0), (1, 0), (3, 1), (8, 1), (10, 0), (2, 7), (2, 2), (5, 5), (6, 3), (0, 12)]
     try:
         for a, b in cases:
             n, k = a + b, min(a, b)
             exact = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-            theirs = float(_call(p_value, a, b))
+            theirs = _number(_call(p_value, a, b), f"p_value({a}, {b})")
             one_sided = exact / 2 if exact < 1 else None
-            hint = (
-                "that is one-sided: either method could have won, so double it"
-                if one_sided is not None and math.isclose(theirs, one_sided, rel_tol=1e-9)
-                else "p = min(1, 2·P(X ≤ min(a, b))) for X ~ Binomial(a + b, 1/2), ties left out"
-            )
+            if one_sided is not None and math.isclose(theirs, one_sided, rel_tol=1e-9):
+                hint = "that is one-sided: either method could have won, so double it"
+            elif theirs > 1:
+                hint = "a p-value is a probability: at a tie, 2·P(X ≤ k) passes 1, so take min(1, …)"
+            elif n and math.isclose(theirs, 2 * sum(math.comb(n, i) for i in range(k)) / 2**n, rel_tol=1e-9):
+                hint = "off by one: P(X ≤ k) includes k itself, range(k + 1)"
+            else:
+                hint = "p = min(1, 2·P(X ≤ min(a, b))) for X ~ Binomial(a + b, 1/2), ties left out"
             assert math.isclose(theirs, exact, rel_tol=1e-9, abs_tol=1e-12), f"p_value({a}, {b}) = {theirs}: {hint}."
     except NotSolved:
         return _not_solved("write `p_value` above")

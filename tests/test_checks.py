@@ -103,7 +103,38 @@ def no_reference(c, r, rc, rr, beta):
     return -F.logsigmoid(beta * (c - r)).mean()
 
 
-@pytest.mark.parametrize(("wrong", "says"), [(flipped_beta, "sign is flipped"), (no_reference, "TRL")])
+def constant_beta(c, r, rc, rr, beta):
+    return -F.logsigmoid(0.1 * ((c - rc) - (r - rr))).mean()
+
+
+def per_pair(c, r, rc, rr, beta):
+    return -F.logsigmoid(beta * ((c - rc) - (r - rr)))
+
+
+def summed(c, r, rc, rr, beta):
+    return -F.logsigmoid(beta * ((c - rc) - (r - rr))).sum()
+
+
+def crashes(c, r, rc, rr, beta):
+    return -F.logsigmoid(beta * (torch.cat([c, r[:1]]) - r)).mean()  # a shape error inside the learner's code
+
+
+def swapped_pair(c, r, rc, rr, beta):
+    return -F.logsigmoid(beta * ((r - rr) - (c - rc))).mean()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "says"),
+    [
+        (flipped_beta, "sign is flipped"),
+        (swapped_pair, "sign is flipped"),  # swapping chosen and rejected flips the margin's sign
+        (no_reference, "TRL"),
+        (constant_beta, "ignores `beta`"),
+        (per_pair, r"shape \(4,\): return one number"),
+        (summed, "TRL"),
+        (crashes, "`crashes` raised"),
+    ],
+)
 def test_dpo_check_catches_wrong_losses(dpo_solution, dpo_trainer, wrong, says):
     with pytest.raises(AssertionError, match=says):
         checks.dpo_loss_by_hand(dpo_solution["sequence_logps"], wrong, dpo_trainer)
@@ -178,6 +209,13 @@ def test_own_pairs_check_catches_mistakes(own_data):
         my_pairs(own_data, prompts=own_data["my_test_prompts"] + [rows[0]["question"]])
     with pytest.raises(ValueError, match="row 3"):
         my_pairs(own_data, rows=rows[:3] + [{**rows[3], "bad": ""}] + rows[4:])
+    with pytest.raises(AssertionError, match="rows 0 and 1 ask the same prompt"):
+        my_pairs(own_data, rows=[rows[0]] * 20)
+    with pytest.raises(AssertionError, match="same prompt"):  # a copy that differs only in case and spacing
+        my_pairs(own_data, rows=rows + [{**rows[0], "question": "  " + rows[0]["question"].upper() + " "}])
+    for near_copy in (rows[0]["question"] + " ", rows[0]["question"].lower(), rows[0]["question"].rstrip("?.")):
+        with pytest.raises(AssertionError, match="also training prompts"):
+            my_pairs(own_data, prompts=own_data["my_test_prompts"] + [near_copy])
 
 
 # --- DPO exercise 4: UltraFeedback ------------------------------------------------------------------------------
@@ -192,7 +230,7 @@ def ultrafeedback(bundled_pairs):
     )
 
 
-def test_ultrafeedback_check(ultrafeedback):
+def test_ultrafeedback_check(ultrafeedback, bundled_pairs):
     ns = solution("dpo", "convert", ultrafeedback=ultrafeedback, json=json)
     assert checks.ultrafeedback(ns["convert"], ultrafeedback, ns["uf_train"], ns["uf_test"])
 
@@ -209,6 +247,18 @@ def test_ultrafeedback_check(ultrafeedback):
     split = pairs.train_test_split(test_size=0.5, seed=0)  # by row: a prompt with two pairs lands on both sides
     with pytest.raises(AssertionError, match="in both train and test"):
         checks.ultrafeedback(ns["convert"], ultrafeedback, split["train"], split["test"])
+    with pytest.raises(AssertionError, match="not the 30 you converted"):  # one row each
+        checks.ultrafeedback(ns["convert"], ultrafeedback, ns["uf_train"].select([0]), ns["uf_test"].select([0]))
+    with pytest.raises(AssertionError, match="not the 30 you converted"):  # the HH-RLHF pairs, not UltraFeedback's
+        checks.ultrafeedback(
+            ns["convert"], ultrafeedback, bundled_pairs.select(range(30, 50)), bundled_pairs.select(range(50, 60))
+        )
+    with pytest.raises(AssertionError, match="`boom` raised KeyError"):
+
+        def boom(row):
+            return {"prompt": row["messages"]}
+
+        checks.ultrafeedback(boom, ultrafeedback, ns["uf_train"], ns["uf_test"])
 
 
 # --- ORPO exercise 1: the loss by hand --------------------------------------------------------------------------
@@ -229,11 +279,40 @@ def test_orpo_check():
     def lam_on_nll(nll, c, r, lam):
         return lam * nll - F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
 
-    with pytest.raises(AssertionError, match="compared probabilities"):
-        checks.orpo_loss_by_hand(ns["log_odds"], probability_ratio)
-    for wrong in (flipped, lam_on_nll):
-        with pytest.raises(AssertionError, match="NLL \\+ λ"):
+    def sign(nll, c, r, lam):
+        return nll + lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
+
+    def summed(nll, c, r, lam):
+        return nll - lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).sum()
+
+    def no_nll(nll, c, r, lam):
+        return -lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
+
+    def per_pair(nll, c, r, lam):
+        return nll - lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r))
+
+    def constant_lam(nll, c, r, lam):
+        return nll - 0.1 * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
+
+    catalogue = [
+        (probability_ratio, "compared probabilities"),
+        (flipped, "swapped"),
+        (sign, "sign of the odds-ratio term is flipped"),
+        (summed, "summed over the pairs"),
+        (no_nll, "NLL term is missing"),
+        (lam_on_nll, "λ weighs the odds-ratio term"),
+        (per_pair, r"shape \(6,\): return one number"),
+        (constant_lam, r"λ = 0.25: .* NLL \+ λ"),  # right at 0.1 only: checked at λ values the notebook does not use
+    ]
+    for wrong, says in catalogue:
+        with pytest.raises(AssertionError, match=says):
             checks.orpo_loss_by_hand(ns["log_odds"], wrong)
+    with pytest.raises(AssertionError, match="`log_odds` raised"):
+
+        def log_odds(logp):
+            return logp - (1 - logp.exp()).log_()[None, None].squeeze(3)
+
+        checks.orpo_loss_by_hand(log_odds, ns["orpo_loss"])
 
 
 # --- ORPO exercise 2: λ -----------------------------------------------------------------------------------------
@@ -247,6 +326,16 @@ def test_lambda_check():
             checks.lambdas(values, "rises")
     with pytest.raises(AssertionError, match="rises with λ"):
         checks.lambdas([0.0, 0.1, 1.0], "falls")
+    for values, says in [
+        (["0", "0.1", "1"], "each λ is a number"),
+        ("0, 0.1, 1", "a list of numbers"),
+        ([0.0, 0.1, 0.1], "each value once"),
+        ([0.0, True, 1.0], "each λ is a number"),
+    ]:
+        with pytest.raises(AssertionError, match=says):
+            checks.lambdas(values, "rises")
+    with pytest.raises(AssertionError, match="'rises' or 'falls'"):
+        checks.lambdas([0.0, 0.1, 1.0], "up")
 
 
 # --- ORPO exercise 3: the sign test -----------------------------------------------------------------------------
@@ -264,6 +353,33 @@ def test_sign_test_check():
         checks.sign_test(one_sided)
     with pytest.raises(AssertionError, match="Binomial"):
         checks.sign_test(lambda a, b: math.exp(-abs(a - b)))
+
+    def uncapped(a, b):
+        n, k = a + b, min(a, b)
+        return 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+
+    def off_by_one(a, b):
+        n, k = a + b, min(a, b)
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k)) / 2**n) if n else 1.0
+
+    def max_not_min(a, b):
+        n, k = a + b, max(a, b)
+        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+    def no_empty_case(a, b):
+        return min(1.0, 2 * sum(math.comb(a + b, i) for i in range(min(a, b) + 1)) / 2 ** (a + b)) / (a + b)
+
+    catalogue = [
+        (uncapped, "min\\(1"),  # 1.375 for a 2–2 split
+        (off_by_one, "off by one"),
+        (max_not_min, "Binomial"),
+        (no_empty_case, "`no_empty_case` raised ZeroDivisionError"),
+        (lambda a, b: "0.05", "Binomial"),
+        (lambda a, b: [0.5], "return one number"),
+    ]
+    for wrong, says in catalogue:
+        with pytest.raises(AssertionError, match=says):
+            checks.sign_test(wrong)
 
 
 def test_a_missing_column_names_the_dataset_problem():
