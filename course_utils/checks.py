@@ -116,6 +116,9 @@ def dpo_loss_by_hand(sequence_logps: Callable, dpo_loss: Callable, trainer) -> b
 
 def beta_prediction(prediction: float, low: float, high: float, drift: dict[float, float]) -> bool:
     """Your answer to "which β lets the policy drift further from its reference?", then what the run measured."""
+    assert isinstance(prediction, int | float) and not isinstance(prediction, bool), (
+        f"PREDICTION = {prediction!r}: answer with a number, {low} or {high} (not {type(prediction).__name__})."
+    )
     assert prediction in (low, high), f"answer with one of the two values you trained: {low} or {high}."
     measured = max(drift, key=drift.get)
     seen = "agrees" if measured == low else "disagrees: with so few steps, Adam moves both runs alike at first"

@@ -157,6 +157,11 @@ def test_beta_check():
         checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
     with pytest.raises(AssertionError, match="one of the two"):
         checks.beta_prediction(0.1, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+    for wrong in ("0.05", None, [0.05], True):  # a string, nothing, a list, a boolean
+        with pytest.raises(AssertionError, match="answer with a number"):
+            checks.beta_prediction(wrong, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+    # The run measured the opposite drift: the right answer still passes, and the check says the run disagrees.
+    assert checks.beta_prediction(0.05, low=0.05, high=0.5, drift={0.05: 0.1, 0.5: 0.3})
 
 
 # --- DPO exercise 3: your own pairs -----------------------------------------------------------------------------
