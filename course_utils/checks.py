@@ -146,9 +146,10 @@ def my_pairs(
     first: dict[str, int] = {}  # each prompt, as a reader compares it, and the first row that asks it
     repeats = []
     for i, row in enumerate(rows):
-        if _norm(row[prompt]) in first:
-            repeats.append((first[_norm(row[prompt])], i))
-        first.setdefault(_norm(row[prompt]), i)
+        key = _norm(row[prompt])
+        if key in first:
+            repeats.append((first[key], i))
+        first.setdefault(key, i)
     assert not repeats, (
         f"rows {repeats[0][0]} and {repeats[0][1]} ask the same prompt ({len(repeats)} repeats): each pair needs its "
         "own prompt, or the model learns one answer, not a behaviour."
@@ -158,8 +159,7 @@ def my_pairs(
     assert not missing, f"rows {missing[:10]}: the chosen reply does not show the behaviour (`shows_behaviour`)."
     assert not present, f"rows {present[:10]}: the rejected reply shows the behaviour too, so it teaches nothing."
     assert len(test_prompts) >= 5, f"{len(test_prompts)} held-out prompts: write at least 5."
-    seen = {_norm(row[prompt]) for row in rows}
-    leaked = [p for p in test_prompts if _norm(p) in seen]
+    leaked = [p for p in test_prompts if _norm(p) in first]
     assert not leaked, (
         f"held-out prompts that are also training prompts: {leaked[:3]}. Held out means never trained on."
     )
@@ -228,17 +228,17 @@ def orpo_loss_by_hand(log_odds: Callable, orpo_loss: Callable) -> bool:
             loss = _number(_call(orpo_loss, nll, chosen, rejected, lam), "orpo_loss")
             expected = losses.orpo_loss(nll, chosen, rejected, lam=lam).item()
             ratio = right - (rejected.exp() / (1 - rejected.exp())).log()  # log odds(y_w) − log odds(y_l)
+            term = -torch.nn.functional.logsigmoid(ratio)  # the odds-ratio term, per pair
             mistakes = {
                 "you compared probabilities; ORPO compares odds, p / (1 − p)": nll
                 - lam * torch.nn.functional.logsigmoid(chosen - rejected).mean(),
                 "chosen and rejected are swapped: the odds of the chosen reply go first": nll
                 - lam * torch.nn.functional.logsigmoid(-ratio).mean(),
                 "the sign of the odds-ratio term is flipped: it is −log σ(…), which is positive": nll
-                + lam * torch.nn.functional.logsigmoid(ratio).mean(),
-                "you summed over the pairs; average them": nll - lam * torch.nn.functional.logsigmoid(ratio).sum(),
-                "the NLL term is missing: ORPO adds the odds-ratio term to SFT's loss": -lam
-                * torch.nn.functional.logsigmoid(ratio).mean(),
-                "λ weighs the odds-ratio term, not the NLL": lam * nll - torch.nn.functional.logsigmoid(ratio).mean(),
+                - lam * term.mean(),
+                "you summed over the pairs; average them": nll + lam * term.sum(),
+                "the NLL term is missing: ORPO adds the odds-ratio term to SFT's loss": lam * term.mean(),
+                "λ weighs the odds-ratio term, not the NLL": lam * nll + term.mean(),
             }
             hint = next(
                 (say for say, value in mistakes.items() if math.isclose(loss, value.item(), rel_tol=1e-6)),
