@@ -15,8 +15,12 @@ from datasets import Dataset
 from course_utils import data, losses
 
 
-class NotSolved(Exception):
-    """The exercise still raises NotImplementedError."""
+class NotSolved(NotImplementedError):
+    """An exercise still to write. Raised in a notebook cell, it shows as a one-line reminder, not a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (Jupyter, Colab) shows in place of a traceback."""
+        return [f"⏳ Not solved yet: {self}"]
 
 
 def _call(function: Callable, *args, **kwargs):
@@ -115,18 +119,32 @@ def dpo_loss_by_hand(sequence_logps: Callable, dpo_loss: Callable, trainer) -> b
 
 
 def beta_prediction(prediction: float, low: float, high: float, drift: dict[float, float]) -> bool:
-    """Your answer to "which β lets the policy drift further from its reference?", then what the run measured."""
+    """Your answer to "which β lets the policy drift further from its reference?", beside what this run measured."""
     assert isinstance(prediction, int | float) and not isinstance(prediction, bool), (
         f"PREDICTION = {prediction!r}: answer with a number, {low} or {high} (not {type(prediction).__name__})."
     )
     assert prediction in (low, high), f"answer with one of the two values you trained: {low} or {high}."
-    measured = max(drift, key=drift.get)
-    seen = "agrees" if measured == low else "disagrees: with so few steps, Adam moves both runs alike at first"
-    assert prediction == low, (
-        f"it is β = {low}. β scales the log-ratio inside σ: with a large β the margin saturates σ after a small move "
-        f"away from the reference and the gradient fades; with a small β the loss keeps pushing for longer."
+    further = max(drift, key=drift.get)
+    measured = (
+        f"This run measured a mean drift of {drift[low]:.4f} at β = {low} and {drift[high]:.4f} at β = {high}: "
+        f"β = {further} drifted further"
     )
-    print(f"✅ β = {low} drifts further. This run measured {drift}: it {seen}.")
+    if further == low:
+        measured += ", as the loss says it should."
+    else:
+        measured += (
+            ", the opposite of what the loss says. Adam scales each update by the gradient's recent size, so at first "
+            "both runs move by about the learning rate per step whatever β is; β makes a difference once the pairs "
+            "of the high-β run saturate σ and stop pulling. With this few updates they had not: train longer "
+            "(num_train_epochs) and measure again."
+        )
+    assert prediction == low, (
+        f"β = {low} lets the policy drift further. β multiplies the log-ratios inside σ: with a large β a small move "
+        "away from the reference already saturates σ, the pair's gradient fades and it stops pulling; with a small "
+        f"β it keeps pulling until the policy has moved much further. {measured}"
+    )
+    mark = "✅" if further == low else "✅ Your prediction follows the loss, but ⚠️ the run disagrees."
+    print(f"{mark} β = {low} lets the policy drift further. {measured}")
     return True
 
 
@@ -254,7 +272,7 @@ def orpo_loss_by_hand(log_odds: Callable, orpo_loss: Callable) -> bool:
 
 
 def lambdas(values: Sequence[float], prediction: str) -> bool:
-    """Your λ values for the sweep and your prediction of what happens to the held-out NLL as λ grows."""
+    """Your λ values for the sweep, and a prediction in the right form (the sweep then measures it)."""
     assert isinstance(values, Sequence) and not isinstance(values, str), (
         f"LAMBDAS = {values!r}: a list of numbers, such as [0.0, 0.1, 1.0]."
     )
@@ -264,12 +282,39 @@ def lambdas(values: Sequence[float], prediction: str) -> bool:
     assert all(v >= 0 for v in values), f"{list(values)}: λ weighs a loss term, so it is 0 or more."
     assert 0 in values, f"{list(values)}: include 0, plain SFT on the chosen replies, as the baseline."
     assert len(set(values)) == len(values), f"{list(values)}: each value once."
-    assert prediction in ("rises", "falls"), f"prediction {prediction!r}: answer 'rises' or 'falls'."
+    assert prediction in ("rises", "falls"), f"PREDICTION = {prediction!r}: answer 'rises' or 'falls'."
+    print(f"✅ λ in {sorted(values)}; you predict the held-out NLL {prediction} as λ grows. Run the sweep to see.")
+    return True
+
+
+def nll_prediction(prediction: str, sweep: Sequence[dict]) -> bool:
+    """Your prediction of the held-out NLL as λ grows, beside what the sweep measured (its `lambda` and `nll`)."""
+    assert prediction in ("rises", "falls"), f"PREDICTION = {prediction!r}: answer 'rises' or 'falls'."
+    points = sorted((row["lambda"], row["nll"]) for row in sweep)
+    (lam_0, nll_0), (lam_max, nll_max) = points[0], points[-1]
+    trend = "rises" if nll_max > nll_0 else "falls"
+    measured = f"This sweep measured a held-out NLL of {nll_0:.3f} at λ = {lam_0:g}"
+    measured += f" and {nll_max:.3f} at λ = {lam_max:g}"
+    lowest = min(points, key=lambda point: point[1])
+    if lowest[0] not in (lam_0, lam_max):
+        measured += (
+            f", and its lowest, {lowest[1]:.3f}, at λ = {lowest[0]:g} in between: a small odds-ratio weight can fit "
+            "the held-out replies better than plain SFT, as a regulariser would, before a larger one costs fit"
+        )
+    if trend == "rises":
+        measured += ": it rose, as the loss says it should."
+    else:
+        measured += (
+            ": it fell, the opposite of what the loss says. On a model that still has much to learn, the odds-ratio "
+            "term can also push the chosen replies up; one seed on a few held-out pairs cannot tell that from noise. "
+            "Add a larger λ (such as 2.0) to LAMBDAS and run the sweep again."
+        )
     assert prediction == "rises", (
-        "the NLL term is what fits the chosen replies; every bit of weight λ gives the odds-ratio term is taken from "
-        "that fit, so the held-out NLL rises with λ."
+        "the held-out NLL rises with λ. The NLL term is the one that fits the chosen replies; every bit of weight λ "
+        f"gives the odds-ratio term is taken from that fit. {measured}"
     )
-    print(f"✅ λ in {sorted(values)}, and the held-out NLL should rise with λ. Run the sweep and see.")
+    mark = "✅" if trend == "rises" else "✅ Your prediction follows the loss, but ⚠️ the sweep disagrees."
+    print(f"{mark} The held-out NLL rises with λ. {measured}")
     return True
 
 

@@ -62,6 +62,7 @@ class Profile:
     lora_lr_factor: float  # LoRA's learning rate as a multiple of full DPO's
     push_to_hub: bool  # with a token, the notebooks push their trained model
     cpu_bf16: bool  # bf16 autocast on CPUs with bf16 instructions
+    own_pairs: dict  # DPOConfig changes to section 5's settings for a few dozen pairs (the DPO notebook's exercise 3)
     dpo: dict  # DPOConfig hyperparameters (the keys of SETTINGS)
     orpo: dict  # ORPOConfig hyperparameters
     sft: dict  # SFTConfig: the offline warm start, and the SFT stage of SFT→DPO

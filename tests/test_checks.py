@@ -150,18 +150,27 @@ def test_an_unsolved_exercise_is_reported_not_failed(dpo_trainer, capsys):
 # --- DPO exercise 2: β ------------------------------------------------------------------------------------------
 
 
-def test_beta_check():
+def test_beta_check(capsys):
     prediction = solution("dpo", "PREDICTION")["PREDICTION"]
     assert checks.beta_prediction(prediction, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
-    with pytest.raises(AssertionError, match="it is β = 0.05"):
+    said = capsys.readouterr().out
+    assert said.startswith("✅") and "0.3000 at β = 0.05 and 0.1000 at β = 0.5" in said and "⚠️" not in said
+    with pytest.raises(AssertionError, match=r"β = 0.05 lets the policy drift further.*0.3000 at β = 0.05"):
         checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
     with pytest.raises(AssertionError, match="one of the two"):
         checks.beta_prediction(0.1, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
     for wrong in ("0.05", None, [0.05], True):  # a string, nothing, a list, a boolean
         with pytest.raises(AssertionError, match="answer with a number"):
             checks.beta_prediction(wrong, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
-    # The run measured the opposite drift: the right answer still passes, and the check says the run disagrees.
+
+
+def test_beta_check_says_plainly_when_the_run_measured_the_opposite(capsys):
+    # The right answer still passes, but not with a plain ✅: the learner reads that the run disagrees, and why.
     assert checks.beta_prediction(0.05, low=0.05, high=0.5, drift={0.05: 0.1, 0.5: 0.3})
+    said = capsys.readouterr().out
+    assert "⚠️ the run disagrees" in said and "β = 0.5 drifted further, the opposite" in said and "Adam" in said
+    with pytest.raises(AssertionError, match="the opposite of what the loss says"):  # a wrong answer hears it too
+        checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.1, 0.5: 0.3})
 
 
 # --- DPO exercise 3: your own pairs -----------------------------------------------------------------------------
@@ -323,15 +332,16 @@ def test_orpo_check():
 # --- ORPO exercise 2: λ -----------------------------------------------------------------------------------------
 
 
-def test_lambda_check():
+def test_lambda_check(capsys):
     ns = solution("orpo", "LAMBDAS", settings={"beta": 0.25})
     assert checks.lambdas(ns["LAMBDAS"], ns["PREDICTION"])
-    for values, says in [([0.1, 0.5, 1.0], "include 0"), ([0.0, -0.1, 1.0], "0 or more"), ([0.0, 1.0], "three")]:
-        with pytest.raises(AssertionError, match=says):
-            checks.lambdas(values, "rises")
-    with pytest.raises(AssertionError, match="rises with λ"):
-        checks.lambdas([0.0, 0.1, 1.0], "falls")
+    assert "Run the sweep" in capsys.readouterr().out
+    assert checks.lambdas([0.0, 0.1, 1.0], "falls")  # the prediction is judged after the sweep, not before
+    assert "rises with" not in capsys.readouterr().out  # and nothing gives the answer away before it runs
     for values, says in [
+        ([0.1, 0.5, 1.0], "include 0"),
+        ([0.0, -0.1, 1.0], "0 or more"),
+        ([0.0, 1.0], "three"),
         (["0", "0.1", "1"], "each λ is a number"),
         ("0, 0.1, 1", "a list of numbers"),
         ([0.0, 0.1, 0.1], "each value once"),
@@ -339,8 +349,34 @@ def test_lambda_check():
     ]:
         with pytest.raises(AssertionError, match=says):
             checks.lambdas(values, "rises")
+    for wrong in ("up", "Rises", None, 1):
+        with pytest.raises(AssertionError, match="'rises' or 'falls'"):
+            checks.lambdas([0.0, 0.1, 1.0], wrong)
+
+
+def sweep_of(nlls: dict[float, float]) -> list[dict]:
+    return [{"lambda": lam, "nll": nll, "preference_accuracy": 0.8, "judged_score": 0.5} for lam, nll in nlls.items()]
+
+
+def test_nll_prediction_check_reports_the_sweep(capsys):
+    ns = solution("orpo", "LAMBDAS", settings={"beta": 0.25})
+    assert checks.nll_prediction(ns["PREDICTION"], sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
+    said = capsys.readouterr().out
+    assert said.startswith("✅") and "1.000 at λ = 0 and 1.200 at λ = 1" in said and "⚠️" not in said
+    # The offline sweep's shape: the lowest NLL at a small λ. Still a rise from 0 to the largest, and the dip is named.
+    assert checks.nll_prediction("rises", sweep_of({1.0: 1.148, 0.0: 1.015, 0.1: 0.938}))
+    said = capsys.readouterr().out
+    assert "lowest, 0.938, at λ = 0.1 in between" in said and "⚠️" not in said
+    with pytest.raises(AssertionError, match=r"rises with λ.*1.000 at λ = 0 and 1.200 at λ = 1: it rose"):
+        checks.nll_prediction("falls", sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
     with pytest.raises(AssertionError, match="'rises' or 'falls'"):
-        checks.lambdas([0.0, 0.1, 1.0], "up")
+        checks.nll_prediction("higher", sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
+
+
+def test_nll_prediction_check_says_plainly_when_the_sweep_disagrees(capsys):
+    assert checks.nll_prediction("rises", sweep_of({0.0: 1.2, 0.25: 1.1, 1.0: 1.0}))
+    said = capsys.readouterr().out
+    assert "⚠️ the sweep disagrees" in said and "it fell, the opposite of what the loss says" in said
 
 
 # --- ORPO exercise 3: the sign test -----------------------------------------------------------------------------

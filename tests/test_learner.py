@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
 
+from course_utils import checks
 from tools import learner
 
 SOURCES = sorted(learner.SOURCE_DIR.glob("*.ipynb"))
@@ -63,7 +67,7 @@ def test_the_learner_badge_opens_the_learner_notebook(source):
 
 def test_a_region_becomes_a_placeholder_at_its_indentation():
     source = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\n\nY = f(1)\n"
-    todo = 'raise NotImplementedError("Exercise 9: write your code here, then run the cell again")'
+    todo = 'raise checks.NotSolved("Exercise 9: write your code here, then run the cell again")'
     assert (
         learner.without_solution(source, "Exercise 9") == f"def f(x):\n    # YOUR CODE HERE\n    {todo}\n\n\nY = f(1)\n"
     )
@@ -71,7 +75,7 @@ def test_a_region_becomes_a_placeholder_at_its_indentation():
 
 def test_the_placeholder_names_the_exercise_it_belongs_to():
     nb = nbformat.read(learner.LEARNER_DIR / SOURCES[0].name, as_version=4)
-    named = re.findall(r'NotImplementedError\("(Exercise \d+):', "\n".join(c.source for c in nb.cells))
+    named = re.findall(r'NotSolved\("(Exercise \d+):', "\n".join(c.source for c in nb.cells))
     assert named and named == sorted(named, key=lambda e: int(e.split()[1]))  # in order, none unnamed
 
 
@@ -84,3 +88,86 @@ def test_a_solution_without_a_check_is_refused():
     )
     with pytest.raises(ValueError, match="no check cell"):
         learner.learner_version(nb, "t.ipynb")
+
+
+def test_an_unsolved_exercise_shows_a_reminder_not_a_traceback():
+    reminder = checks.NotSolved("Exercise 2: write your code here, then run the cell again")
+    assert isinstance(reminder, NotImplementedError)  # what the checks catch as "not solved yet"
+    shown = reminder._render_traceback_()
+    assert shown == ["⏳ Not solved yet: Exercise 2: write your code here, then run the cell again"]
+
+
+SOLUTION_CODE = re.compile(r"```python\n(.*)\n```", re.S)
+
+
+def drill(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[tuple[int, int | None, int, int]]]:
+    """The learner notebook with each exercise run twice: as the learner gets it, then solved (from its Solution block).
+
+    Returns the notebook and, per exercise, the indices of (unsolved cell, its check or None, solved cell, check).
+    The check runs after the unsolved cell only where the placeholders sit inside functions: a placeholder at the top
+    level stops the cell, as it should, before it defines what the check reads.
+    """
+    cells, exercises, pending = [], [], []
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "# YOUR CODE HERE" in cell.source:
+            pending.append(cell)
+            continue
+        if cell.cell_type == "code" and pending and "checks." in cell.source:
+            continue  # placed with its exercise below, once the solution is known
+        if cell.cell_type == "markdown" and cell.source.startswith("<details><summary><b>Solution</b>") and pending:
+            unsolved = pending.pop(0)
+            check = next(c for c in notebook.cells[notebook.cells.index(unsolved) + 1 :] if "checks." in c.source)
+            top_level = re.search(r"^raise checks\.NotSolved", unsolved.source, re.M)
+            first = len(cells)
+            cells.append(nbformat.v4.new_code_cell(unsolved.source))
+            if not top_level:
+                cells.append(nbformat.v4.new_code_cell(check.source))
+            cells.append(nbformat.v4.new_code_cell(SOLUTION_CODE.search(cell.source)[1]))
+            cells.append(nbformat.v4.new_code_cell(check.source))
+            exercises.append((first, None if top_level else first + 1, len(cells) - 2, len(cells) - 1))
+            continue
+        cells.append(cell)
+    assert not pending, "an exercise without its Solution block"
+    out = copy.deepcopy(notebook)
+    out.cells = cells
+    return out, exercises
+
+
+def stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def errors(cell) -> list:
+    return [o for o in cell.outputs if o.output_type == "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_learner_copy_reminds_while_unsolved_and_runs_once_solved(source, tmp_path):
+    """The learner's copy on the local profile, capped: each exercise first as given (a reminder, never a traceback),
+    then with the solution its Solution block shows (the check passes), and the notebook runs to its end."""
+    nb, exercises = drill(nbformat.read(learner.LEARNER_DIR / source.name, as_version=4))
+    assert len(exercises) >= 3
+    # local: real SmolLM2 writes real replies (the offline model, two steps into training, answers with nothing).
+    env = {**os.environ, "COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "COURSE_RUN_DIR": str(tmp_path)}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TRL_EXPERIMENTAL_SILENCE="1")
+    client = NotebookClient(
+        nb, timeout=None, allow_errors=True, resources={"metadata": {"path": str(learner.LEARNER_DIR)}}
+    )
+    client.execute(env=env)
+    unsolved_cells = set()
+    for unsolved, first_check, solved, check in exercises:
+        unsolved_cells |= {unsolved, first_check}
+        if first_check is None:  # the cell itself stops with the reminder
+            (error,) = errors(nb.cells[unsolved])
+            assert error.ename == "NotSolved" and len(error.traceback) == 1, error.traceback
+            assert error.traceback[0].startswith("⏳ Not solved yet: Exercise ")
+        else:  # the functions are defined; calling them is what reminds
+            assert not errors(nb.cells[unsolved]) and not errors(nb.cells[first_check])
+            assert "⏳ Not solved yet" in stdout(nb.cells[first_check])
+        failed = errors(nb.cells[solved]) + errors(nb.cells[check])
+        assert not failed, [(e.ename, e.evalue) for e in failed]
+        assert "✅" in stdout(nb.cells[check])
+    crashed = [(i, e.ename, e.evalue) for i, c in enumerate(nb.cells) if i not in unsolved_cells for e in errors(c)]
+    assert not crashed
+    assert list(tmp_path.glob("*/metrics.json")), "the learner notebook did not run to its end"

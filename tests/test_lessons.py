@@ -10,7 +10,6 @@ run once.
 from __future__ import annotations
 
 import ast
-import inspect
 import json
 import re
 import shutil
@@ -21,7 +20,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 
-from course_utils import losses
 from tools import figures
 from tools.run_notebook import numerics
 
@@ -165,23 +163,57 @@ def test_lessons_train_fp32_weights(lesson, lesson_run):
         )
 
 
-def code_of(node: ast.AST) -> str:
-    """What a top-level statement does: its AST without a function's docstring (translations localise those)."""
-    body = getattr(node, "body", None)
-    if isinstance(node, ast.FunctionDef) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        node.body = body[1:]
-    return ast.dump(node)
+NOTEBOOKS = sorted(MODULE.glob("notebooks/*.ipynb"))
+SOLUTION = re.compile(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION", re.M | re.S)
+# How each prediction exercise's answer reads in prose: none may come before the exercise outside a spoiler.
+GIVE_AWAY = {
+    "dpo_finetuning_example": ("higher β keeps", "lower β lets", "higher = stays closer", "β makes every step away"),
+    "orpo_finetuning_example": ("NLL rises", "rises with λ", "λ = 1 fits them worst", "held-out NLL is the highest"),
+}
 
 
-@pytest.mark.parametrize("name", ["dpo_loss", "orpo_loss", "_log1mexp"])
-def test_loss_shown_in_lessons_is_the_tested_code(name):
-    source = inspect.getsource(getattr(losses, name))
-    shown = [b for path in LESSONS for b in python_blocks(path) if f"def {name}(" in b]
-    assert shown, f"no lesson shows {name}"
-    for block in shown:
-        assert code_of(ast.parse(source).body[0]) in [code_of(node) for node in ast.parse(block).body], (
-            f"the {name} a lesson shows differs from course_utils/losses.py"
-        )
+def answer_lines(code: str) -> set[str]:
+    """The statements of a solution, comments and layout aside: the lines one could copy."""
+    lines = {" ".join(line.split("#")[0].split()) for line in code.splitlines()}
+    return {line for line in lines if len(line) >= 12}
+
+
+def answered_functions(cell: str) -> set[str]:
+    """The functions of an exercise cell whose body the learner writes."""
+    tree = ast.parse(cell)
+    marks = [i + 1 for i, line in enumerate(cell.splitlines()) if "### BEGIN SOLUTION" in line]
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and any(node.lineno < m <= node.end_lineno for m in marks)
+    }
+
+
+def spoilers_removed(text: str) -> str:
+    """Text a reader sees without opening a collapsed block."""
+    return re.sub(r"<details>.*?</details>", "", text, flags=re.S)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_exercise_answer_is_given_before_the_exercise(notebook):
+    """The lessons (read first) and the cells before an exercise teach the formulas, not the code it asks for."""
+    lessons = {rel(path): path.read_text(encoding="utf-8") for path in MARKDOWN}
+    cells = nbformat.read(notebook, as_version=4).cells
+    exercises = [i for i, cell in enumerate(cells) if "### BEGIN SOLUTION" in cell.source]
+    assert exercises
+    for i in exercises:
+        earlier = {f"{notebook.name} cell {j}": cells[j].source for j in range(i)}
+        for name in answered_functions(cells[i].source):
+            shown = [where for where, text in lessons.items() if re.search(rf"^\s*def {name}\(", text, re.M)]
+            assert not shown, f"{', '.join(shown)} shows `{name}`, which exercise cell {i} asks the learner to write"
+        for line in {line for region in SOLUTION.findall(cells[i].source) for line in answer_lines(region)}:
+            where = [w for w, text in {**lessons, **earlier}.items() if line in " ".join(text.split())]
+            assert not where, f"`{line}`, an answer of cell {i}, is given in {', '.join(where)}"
+    check = max(i for i, cell in enumerate(cells) if "checks." in cell.source and "PREDICTION" in cell.source)
+    before = {**lessons, **{f"{notebook.name} cell {j}": cells[j].source for j in range(check)}}
+    for phrase in GIVE_AWAY[notebook.stem]:
+        where = [w for w, text in before.items() if phrase in spoilers_removed(text)]
+        assert not where, f"{', '.join(where)} gives the prediction away before its check: {phrase!r}"
 
 
 def heading_anchors(path: Path) -> set[str]:

@@ -5,8 +5,9 @@
 
 The notebooks in `2_preference_alignment/notebooks/` are the one source: they run top to bottom with the solutions,
 each written between `### BEGIN SOLUTION` and `### END SOLUTION`. In the learner's copy that region becomes
-`# YOUR CODE HERE` and `raise NotImplementedError`, the check cell that follows stays, and after it a collapsed
-"Solution" block shows the cell as the source has it.
+`# YOUR CODE HERE` and `raise checks.NotSolved(...)`, a NotImplementedError that Jupyter shows as a one-line
+reminder rather than a traceback (and the checks report as "not solved yet"). The check cell that follows stays, and
+after it a collapsed "Solution" block shows the cell as the source has it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def is_exercise(cell: dict) -> bool:
 
 def without_solution(source: str, exercise: str = "this exercise") -> str:
     """The cell as the learner gets it: each solution region replaced by a placeholder at its indentation."""
-    todo = f'raise NotImplementedError("{exercise}: write your code here, then run the cell again")'
+    todo = f'raise checks.NotSolved("{exercise}: write your code here, then run the cell again")'
     return REGION.sub(lambda m: f"{m[1]}# YOUR CODE HERE\n{m[1]}{todo}\n", source)
 
 
