@@ -134,11 +134,12 @@ def drill(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[
 
 
 def stdout(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+    outputs = cell.get("outputs", [])
+    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stdout")
 
 
 def errors(cell) -> list:
-    return [o for o in cell.outputs if o.output_type == "error"]
+    return [o for o in cell.get("outputs", []) if o.output_type == "error"]
 
 
 @pytest.mark.slow
