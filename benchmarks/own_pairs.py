@@ -5,14 +5,17 @@ does that take on this machine?
     python benchmarks/own_pairs.py --profile offline
 
 It runs the notebook's own cells, nothing rewritten: the setup, data and model cells, section 5's `DPOConfig` (not
-its training), then exercise 3's cells with the solution, which write the pairs, check them, train on them with the
-profile's `own_pairs` settings and measure the behaviour on held-out prompts before and after. The result goes to
-`benchmarks/results/own-pairs-<profile>.json`.
+its training; nor section 4's baseline, whose reply length it takes from the profile), then exercise 3's cells with
+the solution, which write the pairs, check them, train on them with the profile's `own_pairs` settings and measure
+the behaviour on held-out prompts before and after. The result goes to `benchmarks/results/own-pairs-<profile>.json`.
+With `--section5` it trains with section 5's settings instead, as the notebook did before `own_pairs`
+(`own-pairs-<profile>-section5.json`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> dict:
     """Run exercise 3 on one profile and write what it measured."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="local", choices=["local", "offline"])
+    parser.add_argument(
+        "--section5", action="store_true", help="train as the notebook did before own_pairs: section 5's settings"
+    )
     args = parser.parse_args(argv)
     os.environ["COURSE_PROFILE"] = args.profile
     os.environ.setdefault("COURSE_RUN_DIR", str(ROOT / "benchmarks" / "runs"))
@@ -57,10 +63,13 @@ def main(argv: list[str] | None = None) -> dict:
     code = cells()
     start = time.perf_counter()
     for source in code[: -len(EXERCISE)]:
-        exec(compile(source, str(NOTEBOOK), "exec"), namespace)
+        exec(compile(source, f"<{NOTEBOOK.name}>", "exec"), namespace)
+    namespace["REPLY_TOKENS"] = namespace["profile"].max_new_tokens  # as section 4 sets it (its baseline is skipped)
+    if args.section5:  # section 5's recipe, four pairs per step: on hub and local, one or two updates
+        namespace["profile"] = dataclasses.replace(namespace["profile"], own_pairs={"per_device_train_batch_size": 4})
     exercise_start = time.perf_counter()
     for source in code[-len(EXERCISE) :]:
-        exec(compile(source, str(NOTEBOOK), "exec"), namespace)
+        exec(compile(source, f"<{NOTEBOOK.name}>", "exec"), namespace)
     end = time.perf_counter()
     result = {
         "profile": args.profile,
@@ -75,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict:
         "setup_s": round(exercise_start - start, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"own-pairs-{args.profile}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    name = f"own-pairs-{args.profile}" + ("-section5" if args.section5 else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
     return result
 
