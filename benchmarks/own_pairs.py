@@ -7,9 +7,9 @@ does that take on this machine?
 It runs the notebook's own cells, nothing rewritten: the setup, data and model cells, section 5's `DPOConfig` (not
 its training; nor section 4's baseline, whose reply length it takes from the profile), then exercise 3's cells with
 the solution, which write the pairs, check them, train on them with the profile's `own_pairs` settings and measure
-the behaviour on held-out prompts before and after. The result goes to `benchmarks/results/own-pairs-<profile>.json`.
+the behaviour on held-out prompts before and after. The result goes to `benchmarks/results/own-pairs/<profile>.json`.
 With `--section5` it trains with section 5's settings instead, as the notebook did before `own_pairs`
-(`own-pairs-<profile>-section5.json`).
+(`<profile>-section5.json`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "2_preference_alignment" / "notebooks" / "dpo_finetuning_example.ipynb"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results" / "own-pairs"
 # Each cell the exercise needs, found by a line it holds (and for section 5, only the part before its training).
 SETUP = ("profile, reason = choose_profile()", "raw = data.load_hh_rlhf(", "data.format_hh_rlhf(raw", "model_path = ")
 CONFIG, TRAINING = "training_args = DPOConfig(", "with cost.measure() as full_cost:"
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         "setup_s": round(exercise_start - start, 1),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"own-pairs-{args.profile}" + ("-section5" if args.section5 else "")
+    name = args.profile + ("-section5" if args.section5 else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
     return result
