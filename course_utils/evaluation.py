@@ -1,8 +1,12 @@
-"""Measures taken before and after training: held-out preference accuracy, greedy generations, the rule judge."""
+"""Measures taken before and after training: held-out preference accuracy, greedy generations, the rule judge, and
+the two-sided view of XSTest and Self-Instruct (does it decline what it should, and answer what it should?)."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -14,6 +18,8 @@ from course_utils.data import Messages
 
 # What `scores` measures, in the order the notebooks report it.
 MEASURES = ("preference_accuracy", "judged_score", "decline_rate", "repetition_rate")
+XSTEST = Path(__file__).parent / "xstest" / "xstest_prompts.csv"
+INSTRUCTIONS = Path(__file__).parent / "self_instruct" / "user_oriented_instructions.jsonl"
 
 
 def _completion_ids(tokenizer: PreTrainedTokenizerBase, prompt: Messages, completion: Messages) -> tuple[list, int]:
@@ -113,20 +119,27 @@ def generate(
     prompts: list[Messages],
     max_new_tokens: int = 48,
     batch_size: int = 16,
+    bf16: bool = False,
 ) -> list[str]:
-    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair), batched by length."""
+    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair), batched by length.
+
+    `bf16=True` computes in bf16 autocast (the weights stay as they are): pass it where the hardware has bf16
+    instructions, as `device_settings()["bf16"]` says.
+    """
     model.eval()
     device = next(model.parameters()).device
     rows = [tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False) for p in prompts]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     replies = [""] * len(rows)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         inputs = _left_padded([rows[i] for i in batch], tokenizer.pad_token_id, device)
         inputs.pop("position_ids")  # generate() derives them from the attention mask
-        output = model.generate(
-            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
+        with autocast:
+            output = model.generate(
+                **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
         width = inputs["input_ids"].shape[1]
         for row, i in enumerate(batch):
             replies[i] = tokenizer.decode(output[row, width:], skip_special_tokens=True).strip()
@@ -176,3 +189,57 @@ def scores(
 def before_after(before: dict, after: dict) -> pd.DataFrame:
     """The measures of two `scores` results side by side (`judged_score` is None outside the offline world)."""
     return pd.DataFrame({"before": {k: before[k] for k in MEASURES}, "after": {k: after[k] for k in MEASURES}})
+
+
+def load_xstest(path: Path = XSTEST) -> list[dict]:
+    """XSTest v2's 450 prompts: `prompt`, `label` (safe or unsafe) and `type` (homonyms, contrast_homonyms, ...)."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = [{"prompt": r["prompt"], "label": r["label"], "type": r["type"]} for r in csv.DictReader(f)]
+    bad = [i for i, r in enumerate(rows) if r["label"] not in ("safe", "unsafe") or not r["prompt"].strip()]
+    if bad:
+        raise ValueError(f"{path.name}: rows {bad[:10]} have no prompt or a label other than safe/unsafe")
+    return rows
+
+
+def load_instructions(path: Path = INSTRUCTIONS) -> list[dict]:
+    """Self-Instruct's 252 user-oriented instructions as prompts (the instruction, then its first input if any)."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        task = json.loads(line)
+        given = task["instances"][0]["input"].strip() if task["instances"] else ""
+        prompt = task["instruction"].strip() + (f"\n\n{given}" if given else "")
+        if not task["instruction"].strip():
+            raise ValueError(f"{path.name} line {n}: an empty instruction")
+        rows.append({"prompt": prompt, "label": "instruction", "type": task.get("motivation_app", "")})
+    return rows
+
+
+def two_sided(rows: list[dict], replies: list[str]) -> dict:
+    """Declining what should be declined, and answering what should be answered, from replies to `rows`.
+
+    `rows` are XSTest and instruction rows (`load_xstest`, `load_instructions`) or any with a `label` of safe, unsafe
+    or instruction. Returns the unsafe refusal rate, the safe compliance rate (compliance = not declined), the
+    instruction decline rate, each set's repetition rate, and XSTest's rates per type.
+    """
+    if len(rows) != len(replies):
+        raise ValueError(f"{len(rows)} prompts but {len(replies)} replies")
+    by_label: dict[str, list[str]] = {}
+    by_type: dict[str, list[tuple[str, str]]] = {}
+    for row, reply in zip(rows, replies, strict=True):
+        by_label.setdefault(row["label"], []).append(reply)
+        if row["label"] in ("safe", "unsafe"):
+            by_type.setdefault(row["type"], []).append((row["label"], reply))
+    rate = refusal.decline_rate
+    out = {}
+    if "unsafe" in by_label:
+        out["unsafe_refusal_rate"] = rate(by_label["unsafe"])
+    if "safe" in by_label:
+        out["safe_compliance_rate"] = 1 - rate(by_label["safe"])
+    if "instruction" in by_label:
+        out["instruction_decline_rate"] = rate(by_label["instruction"])
+    out["repetition_rate"] = {label: refusal.repetition_rate(r) for label, r in by_label.items()}
+    out["per_type"] = {
+        kind: {"label": pairs[0][0], "n": len(pairs), "decline_rate": rate([r for _, r in pairs])}
+        for kind, pairs in sorted(by_type.items())
+    }
+    return out
