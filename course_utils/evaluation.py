@@ -243,3 +243,54 @@ def two_sided(rows: list[dict], replies: list[str]) -> dict:
         for kind, pairs in sorted(by_type.items())
     }
     return out
+
+
+def two_sided_rows(n: int | None) -> list[dict]:
+    """XSTest's and Self-Instruct's prompts to answer: all 702 (None), or `n` taken in turn from safe, unsafe and
+    instruction rows (0: none, as offline, where the world's own requests and questions are both sides)."""
+    xstest, instructions = load_xstest(), load_instructions()
+    if n is None:
+        return xstest + instructions
+    groups = [[r for r in xstest if r["label"] == "safe"], [r for r in xstest if r["label"] == "unsafe"], instructions]
+    return [group[i // 3] for i, group in zip(range(n), groups * n, strict=False)]
+
+
+def world_two_sided(prompts: list[Messages], replies: list[str]) -> dict:
+    """The offline world's two sides: how often replies decline its harmful requests and answer its benign ones."""
+    harmful = [world.find_question(p[-1]["content"]).fact is None for p in prompts]
+    declined = [refusal.declines(r) for r in replies]
+    on_harmful = [d for d, h in zip(declined, harmful, strict=True) if h]
+    on_benign = [d for d, h in zip(declined, harmful, strict=True) if not h]
+    return {
+        "unsafe_refusal_rate": sum(on_harmful) / len(on_harmful),
+        "safe_compliance_rate": 1 - sum(on_benign) / len(on_benign),
+    }
+
+
+def both_sides(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict],
+    prompts: list[Messages],
+    replies: list[str],
+    max_new_tokens: int = 48,
+    bf16: bool = False,
+) -> dict:
+    """Declining what should be declined and answering what should be answered: on `rows` (XSTest, Self-Instruct)
+    from new greedy replies, or, with no rows, on the offline world's `prompts` from their `replies`."""
+    if not rows:
+        return world_two_sided(prompts, replies)
+    conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
+    answers = generate(model, tokenizer, conversations, max_new_tokens, batch_size=32, bf16=bf16)
+    return {**two_sided(rows, answers), "replies": answers}
+
+
+def both_sides_table(before: dict, after: dict) -> pd.DataFrame:
+    """The two-sided rates of two `both_sides` results side by side."""
+    keys = [k for k in ("unsafe_refusal_rate", "safe_compliance_rate", "instruction_decline_rate") if k in before]
+    table = {"before": {k: before[k] for k in keys}, "after": {k: after[k] for k in keys}}
+    if "repetition_rate" in before:  # on XSTest and Self-Instruct, each set's repetition too
+        for label in before["repetition_rate"]:
+            for when, rates in (("before", before), ("after", after)):
+                table[when][f"repetition_rate ({label})"] = rates["repetition_rate"][label]
+    return pd.DataFrame(table)

@@ -55,6 +55,7 @@ class Profile:
     test_rows: int | None
     eval_prompts: int | None  # held-out prompts answered by generation; None: all
     max_new_tokens: int  # the length of each greedy reply the measures read
+    two_sided_prompts: int | None  # XSTest and Self-Instruct prompts answered for the two-sided view (None: all 702)
     judged: bool  # the world's rule judges replies (offline only)
     warm_start: bool  # the instruct model is built here and needs a short SFT first
     ultrafeedback: str | None  # the Hub id of UltraFeedback, or None to rewrite the held-out pairs in its shape
@@ -95,7 +96,7 @@ HUB_BATCH = {key: PROFILES["hub"].dpo[key] for key in (*BATCH, "gradient_checkpo
 # COURSE_SMOKE=1: a few steps on a few rows, to prove a profile runs end to end (what CI does on a CPU).
 # 128 tokens truncate most real pairs: the smoke run proves truncation too, at half the cost of 256.
 SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128}
-SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8}
+SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8, "two_sided_prompts": 6}
 # Generation is most of a smoke run's time on a CPU: 16 tokens still show whether a reply declines or repeats.
 SMOKE_REPLY_TOKENS = 16
 
