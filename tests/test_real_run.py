@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,24 @@ def test_committed_speed_measurements_agree_with_themselves():
     assert speed["evaluation"]["max_abs_difference"] < 1e-3  # the faster evaluation measured the same numbers
     fp32, bf16 = speed["dpo_step"]
     assert fp32["first_loss"] == pytest.approx(bf16["first_loss"], abs=1e-3)  # same start, same first loss
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
+    # What `make real` records (issue 21): today's measures, both sides before and after, the judge's agreement with
+    # people, the peak memory, and one entry per two-sided prompt so that anyone can judge the replies again.
+    script = ROOT / "2_preference_alignment" / "scripts" / "real_run.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("unsafe_refusal_rate", "safe_compliance_rate", "instruction_decline_rate", "decline_rate"):
+        assert 0 <= metrics[f"{key}_before"] <= 1 and 0 <= metrics[f"{key}_after"] <= 1, key
+    assert metrics["judge"]["declines"]["f1"] >= metrics["judge"]["string_match"]["f1"]
+    assert 0 < metrics["peak_memory_mb"] and metrics["settings"]["smoke"] is True
+    replies = metrics["replies"]
+    assert [r["label"] for r in replies] == ["safe", "safe", "unsafe", "unsafe", "instruction", "instruction"]
+    assert {r["set"] for r in replies} == {"xstest", "instructions"}
+    assert all(set(r) == {"set", "label", "type", "prompt", "before", "after"} for r in replies)
+    assert not (RESULTS / "alignment-cpu.json").read_text().count('"smoke": true')  # a smoke run writes no result

@@ -4,7 +4,8 @@
 
 The behaviour to teach is declining harmful requests. Every choice keeps the run within about 20 minutes on 2 cores:
 - The pairs that teach it: the training pairs whose chosen reply declines and whose rejected reply does not
-  (`refusal.declines`), 95 of 2,055. Most harmless-base chosen replies are only the less harmful of two answers, so
+  (`refusal.declines`), 95 of 2,055 with the judge of the committed run (100 with today's, which finds more
+  refusals). Most harmless-base chosen replies are only the less harmful of two answers, so
   DPO on random pairs teaches little about declining; a first run on 256 random pairs raised TRL's held-out reward
   accuracy to 0.60 but lowered the decline rate.
 - DPO plus the NLL of the chosen replies (`loss_type=["sigmoid", "sft"]`, the RPO loss of Pang et al. 2024): DPO
@@ -20,9 +21,12 @@ The behaviour to teach is declining harmful requests. Every choice keeps the run
 - `max_length` 256: harmless-base's median pair is under 200 tokens, and a step's cost grows with the length.
 - bf16 autocast on CPUs that have bf16 instructions (about twice as fast), fp32 weights.
 Measured on 128 held-out pairs (drawn from conversations never trained on) and 24 held-out single-turn red-team
-requests. Writes `2_preference_alignment/notebooks/runs/real/metrics.json` and prints it; without `--smoke`, also the
-copy `benchmarks/results/real-path/alignment-<device>.json`, whose lesson table `make real` then renders with
-`python tools/figures.py --tables`.
+requests, and on both sides: greedy replies (40 tokens, bf16 where native) to XSTest's 250 safe and 200 unsafe
+prompts and to Self-Instruct's 252 user-oriented instructions, which nothing trains on. The metrics also hold the
+judge's agreement with people's labels, the generation speed and the peak resident memory. Writes
+`2_preference_alignment/notebooks/runs/real/metrics.json` (every reply before and after, to re-judge) and prints it;
+without `--smoke`, also the copy `benchmarks/results/real-path/alignment-<device>.json`, whose lesson table
+`make real` then renders with `python tools/figures.py --tables`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import sys
 import time
@@ -39,7 +42,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from datasets import Dataset, concatenate_datasets  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import AutoTokenizer, set_seed  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
@@ -52,52 +54,24 @@ from course_utils.training import common_args, load_model, precision  # noqa: E4
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
 RESULTS = ROOT / "benchmarks" / "results" / "real-path"  # the copy the lesson's `real-alignment-<device>` table quotes
-SEED_TASKS = ROOT / "course_utils" / "self_instruct" / "seed_tasks.jsonl"
 SETTINGS = {
-    "learning_rate": 1e-4,
+    "learning_rate": 2e-4,
     "beta": 0.1,
     "loss_type": ["sigmoid", "sft"],  # DPO + the chosen replies' NLL (RPO)
-    "num_train_epochs": 1,
-    "per_device_train_batch_size": 4,
-    "gradient_accumulation_steps": 2,
+    "num_train_epochs": 3,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
     "max_length": 256,
     "warmup_steps": 0.1,
     "gradient_checkpointing": False,  # 135M parameters at 256 tokens fit in a laptop's memory without it
 }
 LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
 REPLY_TOKENS = 40  # the judge reads a reply's opening, and a loop shows within 40 tokens
-# The refusals an answer pair rejects: what the model says when it over-refuses.
-REFUSALS = [
-    "I'm sorry, but I can't help with that.",
-    "I'm sorry, I'm unable to assist you with that.",
-    "I can't help with that request.",
-    "I'm not able to help with that. Is there anything else I can do for you?",
-    "Sorry, I can't do that.",
-    "I'm sorry, but I cannot provide that information.",
-]
 
 
 def teaches_declining(pair: dict) -> bool:
     """A pair whose chosen reply declines and whose rejected reply does not."""
     return refusal.declines(pair["chosen"][0]["content"]) and not refusal.declines(pair["rejected"][0]["content"])
-
-
-def answer_pairs(path: Path = SEED_TASKS, seed: int = SEED) -> Dataset:
-    """Self-Instruct's seed tasks as pairs that teach answering: the task's own answer against a refusal."""
-    rng = random.Random(seed)
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        task = json.loads(line)
-        instance = task["instances"][0]
-        prompt = task["instruction"].strip() + (f"\n\n{instance['input'].strip()}" if instance["input"].strip() else "")
-        rows.append(
-            {
-                "prompt": [{"role": "user", "content": prompt}],
-                "chosen": [{"role": "assistant", "content": instance["output"].strip()}],
-                "rejected": [{"role": "assistant", "content": rng.choice(REFUSALS)}],
-            }
-        )
-    return Dataset.from_list(rows)
 
 
 def two_sided_prompts(xstest: int | None, instructions: int | None) -> list[dict]:
@@ -111,21 +85,18 @@ def two_sided_prompts(xstest: int | None, instructions: int | None) -> list[dict
 
 
 def measure(model, tokenizer, test_pairs, prompts, rows, bf16: bool) -> dict:
-    """Preference accuracy; greedy replies to the red-team prompts and to the two-sided rows, and their rates."""
+    """Preference accuracy and the red-team replies' decline and repetition rates; then both sides, from greedy
+    replies to XSTest and the instructions (`rows`), timed."""
+    s = evaluation.scores(model, tokenizer, test_pairs, prompts, judged=False)
     start = time.perf_counter()
     conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
-    replies = evaluation.generate(model, tokenizer, prompts + conversations, REPLY_TOKENS, batch_size=32, bf16=bf16)
-    red_team, two_sided = replies[: len(prompts)], replies[len(prompts) :]
-    seconds = time.perf_counter() - start
+    replies = evaluation.generate(model, tokenizer, conversations, REPLY_TOKENS, batch_size=32, bf16=bf16)
     return {
-        "preference_accuracy": evaluation.preference_accuracy(model, tokenizer, test_pairs),
-        "decline_rate": refusal.decline_rate(red_team),
-        "red_team_replies": red_team,
-        "replies": two_sided,
-        "rates": evaluation.two_sided(rows, two_sided),
-        "repetition_rate": refusal.repetition_rate(replies),
-        "repetition_rate_red_team": refusal.repetition_rate(red_team),
-        "generation_s": seconds,
+        **{k: s[k] for k in ("preference_accuracy", "decline_rate", "repetition_rate")},
+        "red_team_replies": s["replies"],
+        "replies": replies,
+        "rates": evaluation.two_sided(rows, replies),
+        "generation_s": time.perf_counter() - start,
     }
 
 
@@ -141,6 +112,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=24, help="held-out red-team prompts to answer")
     parser.add_argument("--smoke", action="store_true", help="2 steps, a few pairs and prompts: proves the script runs")
     parser.add_argument("--set", action="append", default=[], help="try another setting: --set learning_rate=5e-5")
+    parser.add_argument("--out", type=Path, default=OUT, help="where metrics.json and the trainer's files go")
     args = parser.parse_args()
     settings = {**SETTINGS, **{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}}
     xstest = instructions = None
@@ -152,12 +124,11 @@ def main() -> None:
     path = model_path(profile.instruct_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     raw = data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)
-    train, _ = data.format_hh_rlhf(raw["train"], verbose=False)
+    train, _ = data.format_hh_rlhf(raw["train"].shuffle(seed=SEED), verbose=False)
     all_test, _ = data.format_hh_rlhf(raw["test"], verbose=False)
-    declining, answering = train.filter(teaches_declining), answer_pairs()
+    train = train.filter(teaches_declining)
     if args.smoke:
-        declining, answering = declining.select(range(2)), answering.select(range(2))
-    train = concatenate_datasets([declining, answering]).shuffle(seed=SEED)
+        train = train.select(range(4))
     test = all_test.select(range(args.test_pairs))
     prompts = [p for p in evaluation.unique_prompts(all_test) if len(p) == 1][: args.prompts]  # opening requests
     rows = two_sided_prompts(xstest, instructions)
@@ -166,7 +137,7 @@ def main() -> None:
     model = load_model(path)
     before = measure(model, tokenizer, test, prompts, rows, device["bf16"])
     training_args = DPOConfig(
-        **{**common_args(OUT / "trainer", seed=SEED), "logging_steps": 2},
+        **{**common_args(args.out / "trainer", seed=SEED), "logging_steps": 2},
         **precision(device),
         lr_scheduler_type="cosine",  # as the notebooks (the committed run's settings record the rest)
         per_device_eval_batch_size=2,  # TRL's evaluation holds the logits of every sequence: keep its batch small
@@ -190,8 +161,6 @@ def main() -> None:
         "device": device,
         "settings": {**settings, "lora_r": LORA.r, "smoke": args.smoke},
         "n_train_pairs": len(train),
-        "n_declining_pairs": len(declining),
-        "n_answering_pairs": len(answering),
         "n_test_pairs": len(test),
         "n_test_prompts": len(prompts),
         "n_xstest": sum(row["set"] == "xstest" for row in rows),
@@ -201,13 +170,13 @@ def main() -> None:
         **{f"{k}_{when}": m[k] for when, m in (("before", before), ("after", after)) for k in PLAIN},
         **{f"{k}_{when}": rates[when].get(k) for when in rates for k in TWO_SIDED},
         "repetition_rate_by_set": {
-            when: {**rates[when]["repetition_rate"], "red_team": m["repetition_rate_red_team"]}
+            when: {**rates[when]["repetition_rate"], "red_team": m["repetition_rate"]}
             for when, m in (("before", before), ("after", after))
         },
         "per_type": {when: rates[when]["per_type"] for when in rates},
         "judge": refusal.judge_report(),
         "generation_tokens_per_s": {
-            when: len(m["replies"] + m["red_team_replies"]) * REPLY_TOKENS / m["generation_s"]
+            when: len(m["replies"]) * REPLY_TOKENS / m["generation_s"]  # at most: replies may stop sooner
             for when, m in (("before", before), ("after", after))
         },
         "train_runtime_s": train_output.metrics["train_runtime"],
@@ -223,8 +192,8 @@ def main() -> None:
             for row, b, a in zip(rows, before["replies"], after["replies"], strict=True)
         ],
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     summary = {k: v for k, v in metrics.items() if k not in ("replies", "red_team_replies")}
     if not args.smoke:
         RESULTS.mkdir(parents=True, exist_ok=True)
