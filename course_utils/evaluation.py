@@ -45,6 +45,21 @@ def _left_padded(rows: list[list[int]], pad: int | None, device: torch.device) -
     return {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions}
 
 
+def _batches(order: list[int], positions: list[int], size: int, max_positions: int) -> list[list[int]]:
+    """`order` cut into runs of at most `size` rows whose widest row times their count stays within `max_positions`."""
+    batches: list[list[int]] = []
+    for i in order:
+        if (
+            batches
+            and len(batches[-1]) < size
+            and max(positions[j] for j in [*batches[-1], i]) * (len(batches[-1]) + 1) <= max_positions
+        ):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @torch.no_grad()
 def mean_logprobs(
     model: PreTrainedModel,
@@ -52,21 +67,23 @@ def mean_logprobs(
     prompts: list[Messages],
     completions: list[Messages],
     batch_size: int = 16,
+    max_positions: int = 2048,
 ) -> list[float]:
     """Mean log-probability per completion token of each completion given its prompt.
 
     Fast on long prompts: rows are batched by length (little padding) and padded on the left, so every completion
     ends the row and the output layer runs only over the last positions (`logits_to_keep`); the log-probability of
     each target is its logit minus the log-sum-exp, with no log-softmax over the whole vocabulary kept in memory.
-    `mean_logprobs_reference` is the plain computation it must agree with.
+    A batch holds at most `batch_size` rows and `max_positions` kept positions: the logits are positions × vocabulary
+    (SmolLM2's 2,048 × 49,152 in fp32: 400 MB), so long replies go fewer at a time. `mean_logprobs_reference` is the
+    plain computation it must agree with.
     """
     model.eval()
     device = next(model.parameters()).device
     rows = [_completion_ids(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
     out = [0.0] * len(rows)
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
+    for batch in _batches(order, [len(ids) - cut + 1 for ids, cut in rows], batch_size, max_positions):
         ids = [rows[i][0] for i in batch]
         n_targets = [len(rows[i][0]) - rows[i][1] for i in batch]  # completion tokens of each row
         keep = max(n_targets) + 1  # the logits that predict them: the last `keep` positions but one

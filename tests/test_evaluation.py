@@ -156,3 +156,10 @@ def test_both_sides_online_answers_xstest_and_instructions(tiny):
     assert len(sides["replies"]) == 6 and set(sides["repetition_rate"]) == {"safe", "unsafe", "instruction"}
     table = evaluation.both_sides_table(sides, sides)
     assert "instruction_decline_rate" in table.index and "repetition_rate (unsafe)" in table.index
+
+
+def test_scoring_batches_are_bounded_by_rows_and_by_kept_positions():
+    # Short rows fill a batch of `size`, as before; long replies go fewer at a time, so the logits stay small.
+    assert evaluation._batches(list(range(5)), [10] * 5, size=2, max_positions=1024) == [[0, 1], [2, 3], [4]]
+    assert evaluation._batches([0, 1, 2, 3, 4], [10, 10, 10, 600, 600], 16, 1024) == [[0, 1, 2], [3], [4]]
+    assert evaluation._batches([0, 1], [3000, 10], 16, 1024) == [[0], [1]]  # a row wider than the budget goes alone
