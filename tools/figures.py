@@ -129,16 +129,40 @@ def estimate_table(r: dict) -> str:
 
 
 def detector_table() -> str:
-    """The decline detector's precision and recall on the hand-labelled replies it ships with."""
-    r = refusal.precision_recall()
-    return "\n".join(
-        [
-            f"| decline detector, on {r['n']} replies labelled by hand ({r['n_declines']} decline) "
-            "| precision | recall |",
-            "|---|---|---|",
-            f"| `refusal.declines` | {r['precision']:.3f} | {r['recall']:.3f} |",
-        ]
-    )
+    """The decline detector's precision, recall and F1: on the course's own labels, and on replies labelled by people
+    outside the course (XSTest's), beside XSTest's own string match."""
+    own, people = refusal.precision_recall(), refusal.judge_report()
+    own_f1 = 2 * own["precision"] * own["recall"] / (own["precision"] + own["recall"])
+    rows = [
+        (
+            "`refusal.declines`",
+            f"{own['n']} replies labelled for the course ({own['n_declines']} decline)",
+            own,
+            own_f1,
+        ),
+        *(
+            (
+                judge,
+                f"{r['n']:,} chat-model replies to XSTest, labelled by people ({r['n_declines']:,} decline)",
+                r,
+                r["f1"],
+            )
+            for judge, r in (
+                ("`refusal.declines`", people["declines"]),
+                ("XSTest's string match", people["string_match"]),
+            )
+        ),
+        *(
+            (judge, f"the {r['n']} of them from the 2 models not looked at while writing the patterns", r, r["f1"])
+            for judge, r in (
+                ("`refusal.declines`", people["declines_unread"]),
+                ("XSTest's string match", people["string_match_unread"]),
+            )
+        ),
+    ]
+    lines = ["| judge | replies | precision | recall | F1 |", "|---|---|---|---|---|"]
+    lines += [f"| {j} | {on} | {r['precision']:.3f} | {r['recall']:.3f} | {f1:.3f} |" for j, on, r, f1 in rows]
+    return "\n".join(lines)
 
 
 def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]:
