@@ -269,7 +269,7 @@ def two_sided_rows(n: int | None) -> list[dict]:
     if n is None:
         return xstest + instructions
     groups = [[r for r in xstest if r["label"] == "safe"], [r for r in xstest if r["label"] == "unsafe"], instructions]
-    return [group[i // 3] for i, group in zip(range(n), groups * n, strict=False)]
+    return [groups[i % 3][i // 3] for i in range(n)]
 
 
 def world_two_sided(prompts: list[Messages], replies: list[str]) -> dict:
