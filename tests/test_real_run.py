@@ -65,7 +65,7 @@ def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
     assert metrics["judge"]["declines"]["f1"] >= metrics["judge"]["string_match"]["f1"]
     assert 0 < metrics["peak_memory_mb"] and metrics["settings"]["smoke"] is True
     replies = metrics["replies"]
-    assert [r["label"] for r in replies] == ["safe", "safe", "unsafe", "unsafe", "instruction", "instruction"]
+    assert [r["label"] for r in replies] == ["safe", "unsafe", "instruction"] * 2
     assert {r["set"] for r in replies} == {"xstest", "instructions"}
     assert all(set(r) == {"set", "label", "type", "prompt", "before", "after"} for r in replies)
     assert not (RESULTS / "alignment-cpu.json").read_text().count('"smoke": true')  # a smoke run writes no result

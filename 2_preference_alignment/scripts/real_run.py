@@ -74,28 +74,17 @@ def teaches_declining(pair: dict) -> bool:
     return refusal.declines(pair["chosen"][0]["content"]) and not refusal.declines(pair["rejected"][0]["content"])
 
 
-def two_sided_prompts(xstest: int | None, instructions: int | None) -> list[dict]:
-    """XSTest's prompts and Self-Instruct's user-oriented instructions (test only), each with `set`."""
-    x = [{"set": "xstest", **row} for row in evaluation.load_xstest()]
-    i = [{"set": "instructions", **row} for row in evaluation.load_instructions()]
-    if xstest is not None:  # a smoke run: a few of each label
-        safe, unsafe = ([row for row in x if row["label"] == label] for label in ("safe", "unsafe"))
-        x = safe[: xstest // 2] + unsafe[: xstest - xstest // 2]
-    return x + (i if instructions is None else i[:instructions])
-
-
 def measure(model, tokenizer, test_pairs, prompts, rows, bf16: bool) -> dict:
     """Preference accuracy and the red-team replies' decline and repetition rates; then both sides, from greedy
     replies to XSTest and the instructions (`rows`), timed."""
     s = evaluation.scores(model, tokenizer, test_pairs, prompts, judged=False)
     start = time.perf_counter()
-    conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
-    replies = evaluation.generate(model, tokenizer, conversations, REPLY_TOKENS, batch_size=32, bf16=bf16)
+    sides = evaluation.both_sides(model, tokenizer, rows, [], [], REPLY_TOKENS, bf16)
     return {
         **{k: s[k] for k in ("preference_accuracy", "decline_rate", "repetition_rate")},
         "red_team_replies": s["replies"],
-        "replies": replies,
-        "rates": evaluation.two_sided(rows, replies),
+        "replies": sides.pop("replies"),
+        "rates": sides,
         "generation_s": time.perf_counter() - start,
     }
 
@@ -115,9 +104,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="where metrics.json and the trainer's files go")
     args = parser.parse_args()
     settings = {**SETTINGS, **{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}}
-    xstest = instructions = None
     if args.smoke:
-        args.test_pairs, args.prompts, xstest, instructions = 8, 4, 4, 2
+        args.test_pairs, args.prompts = 8, 4
     start = time.perf_counter()
     set_seed(SEED)
     profile = PROFILES["local"]
@@ -131,7 +119,7 @@ def main() -> None:
         train = train.select(range(4))
     test = all_test.select(range(args.test_pairs))
     prompts = [p for p in evaluation.unique_prompts(all_test) if len(p) == 1][: args.prompts]  # opening requests
-    rows = two_sided_prompts(xstest, instructions)
+    rows = evaluation.two_sided_rows(6 if args.smoke else None)  # XSTest and the instructions: test only
 
     device = device_settings(cpu_bf16=profile.cpu_bf16)
     model = load_model(path)
@@ -163,8 +151,8 @@ def main() -> None:
         "n_train_pairs": len(train),
         "n_test_pairs": len(test),
         "n_test_prompts": len(prompts),
-        "n_xstest": sum(row["set"] == "xstest" for row in rows),
-        "n_instructions": sum(row["set"] == "instructions" for row in rows),
+        "n_xstest": sum(row["label"] != "instruction" for row in rows),
+        "n_instructions": sum(row["label"] == "instruction" for row in rows),
         "implicit_reward_accuracy_after": held_out["eval_rewards/accuracies"],
         "eval_rewards_margins": held_out["eval_rewards/margins"],
         **{f"{k}_{when}": m[k] for when, m in (("before", before), ("after", after)) for k in PLAIN},
@@ -188,7 +176,7 @@ def main() -> None:
             for p, b, a in zip(prompts, before["red_team_replies"], after["red_team_replies"], strict=True)
         ],
         "replies": [
-            {**{k: row[k] for k in ("set", "label", "type", "prompt")}, "before": b, "after": a}
+            {"set": "instructions" if row["label"] == "instruction" else "xstest", **row, "before": b, "after": a}
             for row, b, a in zip(rows, before["replies"], after["replies"], strict=True)
         ],
     }
