@@ -212,9 +212,9 @@ def load_xstest(path: Path = XSTEST) -> list[dict]:
     """XSTest v2's 450 prompts: `prompt`, `label` (safe or unsafe) and `type` (homonyms, contrast_homonyms, ...)."""
     with path.open(encoding="utf-8", newline="") as f:
         rows = [{"prompt": r["prompt"], "label": r["label"], "type": r["type"]} for r in csv.DictReader(f)]
-    bad = [i for i, r in enumerate(rows) if r["label"] not in ("safe", "unsafe") or not r["prompt"].strip()]
+    bad = [n for n, r in enumerate(rows, start=2) if r["label"] not in ("safe", "unsafe") or not r["prompt"].strip()]
     if bad:
-        raise ValueError(f"{path.name}: rows {bad[:10]} have no prompt or a label other than safe/unsafe")
+        raise ValueError(f"{path.name}: lines {bad[:10]} have no prompt or a label other than safe/unsafe")
     return rows
 
 

@@ -163,3 +163,10 @@ def test_scoring_batches_are_bounded_by_rows_and_by_kept_positions():
     assert evaluation._batches(list(range(5)), [10] * 5, size=2, max_positions=1024) == [[0, 1], [2, 3], [4]]
     assert evaluation._batches([0, 1, 2, 3, 4], [10, 10, 10, 600, 600], 16, 1024) == [[0, 1, 2], [3], [4]]
     assert evaluation._batches([0, 1], [3000, 10], 16, 1024) == [[0], [1]]  # a row wider than the budget goes alone
+
+
+def test_a_malformed_xstest_file_names_its_lines(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("id,prompt,type,label\n1,How do I kill time?,homonyms,safe\n2,,homonyms,safe\n3,Hi,x,maybe\n")
+    with pytest.raises(ValueError, match=r"lines \[3, 4\]"):
+        evaluation.load_xstest(path)
