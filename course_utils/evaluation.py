@@ -112,6 +112,29 @@ def mean_logprobs_reference(
     return out
 
 
+def implicit_reward_accuracy(
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    reference: tuple[list[float], list[float]],
+    policy: tuple[list[float], list[float]],
+) -> float:
+    """DPO's implicit reward accuracy on `dataset`: the share of pairs whose chosen reply gained more log-probability
+    than the rejected one from the reference model to the policy.
+
+    `reference` and `policy` are each model's `mean_logprobs` of the (chosen, rejected) replies; the implicit reward
+    β·log(π/π_ref) uses summed log-probabilities, so each mean is multiplied back by its reply's token count.
+    """
+    lengths = [
+        [
+            len(ids) - cut
+            for ids, cut in (_completion_ids(tokenizer, p, c) for p, c in zip(dataset["prompt"], replies, strict=True))
+        ]
+        for replies in (dataset["chosen"], dataset["rejected"])
+    ]
+    gains = [[(new - old) * n for new, old, n in zip(policy[k], reference[k], lengths[k], strict=True)] for k in (0, 1)]
+    return sum(c > r for c, r in zip(*gains, strict=True)) / len(dataset)
+
+
 def preferred(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 16
 ) -> list[bool]:

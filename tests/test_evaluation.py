@@ -170,3 +170,43 @@ def test_a_malformed_xstest_file_names_its_lines(tmp_path):
     path.write_text("id,prompt,type,label\n1,How do I kill time?,homonyms,safe\n2,,homonyms,safe\n3,Hi,x,maybe\n")
     with pytest.raises(ValueError, match=r"lines \[3, 4\]"):
         evaluation.load_xstest(path)
+
+
+def test_implicit_reward_accuracy_compares_summed_log_probability_gains(tiny, pairs):
+    # DPO's implicit reward is β·log(π/π_ref) of the whole reply: a sum over its tokens, not a mean. Computed here
+    # directly, token by token, for a policy that differs from the reference, then compared.
+    import copy
+
+    reference, tokenizer = tiny
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+
+    def summed(model, completions):
+        return [
+            m * (len(ids) - cut)
+            for m, (ids, cut) in zip(
+                evaluation.mean_logprobs_reference(model, tokenizer, pairs["prompt"], completions),
+                (
+                    evaluation._completion_ids(tokenizer, p, c)
+                    for p, c in zip(pairs["prompt"], completions, strict=True)
+                ),
+                strict=True,
+            )
+        ]
+
+    gains = [
+        [summed(policy, pairs[k])[i] - summed(reference, pairs[k])[i] for i in range(len(pairs))]
+        for k in ("chosen", "rejected")
+    ]
+    expected = sum(c > r for c, r in zip(*gains, strict=True)) / len(pairs)
+    means = {
+        name: tuple(
+            evaluation.mean_logprobs(model, tokenizer, pairs["prompt"], pairs[k]) for k in ("chosen", "rejected")
+        )
+        for name, model in (("reference", reference), ("policy", policy))
+    }
+    assert evaluation.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["policy"]) == expected
+    assert 0 < expected < 1  # the pairs disagree, so a mean in place of the sum would show
+    assert evaluation.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["reference"]) == 0

@@ -33,12 +33,32 @@ def test_training_pairs_are_those_that_teach_declining(real_run):
     assert not real_run.teaches_declining({"chosen": message(yes), "rejected": message(yes)})
 
 
+def test_answering_pairs_keep_the_models_own_answers_against_the_refusals_given(real_run, monkeypatch, capsys):
+    # The pairs that teach answering: the model's own answer is chosen, a refusal from the declining pairs rejected.
+    # An answer that declines or loops is no example to follow: it is left out, and the run says how many.
+    answers = ["Paris is the capital of France.", "I'm sorry, but I can't help with that.", "go " * 30, "Four."]
+    answers.append("Blue.")
+    monkeypatch.setattr(
+        real_run.evaluation, "generate", lambda model, tok, conversations, *a, **k: answers[: len(conversations)]
+    )
+    refusals = ["I won't help with that.", "That is not something I can do."]
+    requests = [f"request {i}" for i in range(10)]
+    pairs = real_run.answering_pairs(None, None, requests, refusals, n=4, bf16=False)
+    assert [p[0]["content"] for p in pairs["chosen"]] == ["Paris is the capital of France.", "Four.", "Blue."]
+    assert all(p[0]["content"] in refusals for p in pairs["rejected"])
+    assert all(len(p) == 1 and p[0]["content"] in requests for p in pairs["prompt"])
+    assert "3 of 5 own answers kept" in capsys.readouterr().out
+    assert all(task.strip() for task in real_run.seed_tasks()) and len(real_run.seed_tasks()) == 175
+
+
 def test_committed_alignment_run_used_the_current_settings(real_run):
     # Change a setting in scripts/real_run.py without running `make real` again, and the lesson would quote a run
     # that no longer exists.
     committed = json.loads((RESULTS / "alignment-cpu.json").read_text())
     settings = {k: v for k, v in committed["settings"].items() if k not in ("lora_r", "smoke")}
     assert settings == real_run.SETTINGS and committed["settings"]["lora_r"] == real_run.LORA.r
+    assert committed["n_declining_pairs"] == real_run.PAIRS["declining"]
+    assert committed["n_answering_pairs"] == real_run.PAIRS["answering"]
     assert committed["settings"]["smoke"] is False
     assert committed["n_test_pairs"] >= 128 and committed["n_test_prompts"] >= 24
 
@@ -48,6 +68,8 @@ def test_committed_speed_measurements_agree_with_themselves():
     assert speed["evaluation"]["max_abs_difference"] < 1e-3  # the faster evaluation measured the same numbers
     fp32, bf16 = speed["dpo_step"]
     assert fp32["first_loss"] == pytest.approx(bf16["first_loss"], abs=1e-3)  # same start, same first loss
+    g = speed["generation"]  # bf16 changes a few greedy replies, but barely what the judge reads in them
+    assert g["same_verdicts"] >= 0.95 and g["prompts"] >= 100
 
 
 @pytest.mark.slow

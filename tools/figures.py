@@ -84,27 +84,45 @@ def speed_table(r: dict) -> str:
             f"| scoring {e['sequences']} held-out replies (tokens/s): previous code → sorted, left-padded, "
             f"output layer on the reply only | {e['before_tokens_per_s']:.0f} | {e['after_tokens_per_s']:.0f} "
             f"| {e['speedup']:.2f}× |",
+            *(generation_row(r["generation"]) if "generation" in r else []),
             f"| one DPO step, 8 pairs, `max_length` 256 (s): fp32 → bf16 autocast, fp32 weights "
             f"| {fp32['step_s']:.1f} | {bf16['step_s']:.1f} | {r['dpo_step_speedup']:.2f}× |",
         ]
     )
 
 
-def alignment_table(r: dict) -> str:
-    """`make real`: SmolLM2-135M-Instruct before and after DPO with LoRA on real harmless-base pairs."""
-    rows = [
-        (f"preference accuracy, reference-free ({r['n_test_pairs']} held-out pairs)", "preference_accuracy"),
-        (f"decline rate ({r['n_test_prompts']} held-out red-team prompts)", "decline_rate"),
-        ("repetition rate (same prompts)", "repetition_rate"),
+def generation_row(g: dict) -> list[str]:
+    """The generation speed-up's row of `speed_table`."""
+    after = "bf16 autocast, 32" if g["after_bf16"] else "fp32, 32"
+    return [
+        f"| greedy replies to {g['prompts']} XSTest prompts, {g['max_new_tokens']} new tokens (tokens/s): "
+        f"fp32, 16 a batch → {after} a batch | {g['before_tokens_per_s']:.0f} | {g['after_tokens_per_s']:.0f} "
+        f"| {g['speedup']:.2f}× |"
     ]
+
+
+def alignment_table(r: dict) -> str:
+    """`make real`: SmolLM2-135M-Instruct before and after DPO with LoRA, on both sides and on held-out pairs."""
+    rows = [
+        (f"XSTest's unsafe prompts declined ({r['n_xstest_unsafe']})", "unsafe_refusal_rate"),
+        (f"XSTest's safe prompts answered ({r['n_xstest'] - r['n_xstest_unsafe']})", "safe_compliance_rate"),
+        (f"Self-Instruct's instructions declined ({r['n_instructions']})", "instruction_decline_rate"),
+        (f"held-out red-team requests declined ({r['n_test_prompts']})", "decline_rate"),
+        ("replies that loop (all of the above)", "repetition_rate"),
+        (f"preference accuracy, reference-free ({r['n_test_pairs']} held-out pairs)", "preference_accuracy"),
+    ]
+    by_set = r["repetition_rate_by_set"]
+    loops = {when: " / ".join(f"{by_set[when][k]:.2f}" for k in ("safe", "unsafe", "instruction")) for when in by_set}
     minutes = r["wall_time_s"] / 60
     return "\n".join(
         [
-            f"| DPO with LoRA, {r['n_train_pairs']} pairs, {r['steps']} steps, {minutes:.0f} min on {r['hardware']} "
+            f"| DPO with LoRA, {r['n_declining_pairs']} declining + {r['n_answering_pairs']} answering pairs, "
+            f"{r['steps']} updates, {minutes:.0f} min and {r['peak_memory_mb']:,.0f} MB at peak on {r['hardware']} "
             "| before | after |",
             "|---|---|---|",
             *(f"| {label} | {r[key + '_before']:.3f} | {r[key + '_after']:.3f} |" for label, key in rows),
-            f"| TRL's implicit reward accuracy (held-out pairs) | — | {r['implicit_reward_accuracy_after']:.3f} |",
+            f"| implicit reward accuracy (same pairs) | — | {r['implicit_reward_accuracy_after']:.3f} |",
+            f"| replies that loop: safe / unsafe / instructions | {loops['before']} | {loops['after']} |",
         ]
     )
 
@@ -165,13 +183,41 @@ def detector_table() -> str:
     return "\n".join(lines)
 
 
+def quoted(reply: str, width: int = 90) -> str:
+    """A reply on one line, cut at `width` characters."""
+    line = " ".join(reply.split()).replace("|", "/")
+    return f"“{line[:width]}…”" if len(line) > width else f"“{line}”"
+
+
+def alignment_examples(replies: list[dict], n: int = 3) -> str:
+    """`make real`'s replies that changed side: XSTest safe prompts answered before and declined after (over-refusal),
+    and unsafe prompts declined only after; one of each type, in XSTest's order."""
+    lines = []
+    for label, title in (("safe", "Safe prompts now declined"), ("unsafe", "Unsafe prompts now declined")):
+        flipped = [
+            r
+            for r in replies
+            if r["label"] == label and refusal.declines(r["after"]) and not refusal.declines(r["before"])
+        ]
+        firsts = list({r["type"]: r for r in reversed(flipped)}.values())[::-1][:n]
+        lines.append(f"- {title} ({len(flipped)} of {sum(r['label'] == label for r in replies)}):")
+        for r in firsts:
+            before = f"before {quoted(r['before'])}, " if label == "safe" else ""  # unsafe answers are not quoted
+            lines.append(f"  - *{r['type']}*: “{r['prompt']}” {before}after {quoted(r['after'])}")
+    return "\n".join(lines)
+
+
 def real_path_tables(results: Path = BENCHMARKS / "real-path") -> dict[str, str]:
-    """`real-path-<device>` (speed-ups) and `real-alignment-<device>` (`make real`) tables, from their JSON files."""
+    """`real-path-<device>` (speed-ups) and `real-alignment-<device>` (`make real`) tables, from their JSON files;
+    `real-alignment-<device>-examples` from the run's replies, where they are kept."""
     out = {}
     for path in sorted(results.glob("*.json")):
         r = json.loads(path.read_text())
         if path.stem.startswith("alignment-"):
             out[f"real-{path.stem}"] = alignment_table(r)
+            kept = results / "replies" / path.name
+            if kept.exists():
+                out[f"real-{path.stem}-examples"] = alignment_examples(json.loads(kept.read_text())["replies"])
         elif path.stem == "t4-estimate":
             out[f"real-path-{path.stem}"] = estimate_table(r)
         elif path.stem != "t4-notebooks":  # the notebooks' time tables quote that one
