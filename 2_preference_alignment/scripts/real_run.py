@@ -87,13 +87,8 @@ def teaches_declining(pair: dict) -> bool:
 
 
 def seed_tasks(path: Path = SEED_TASKS) -> list[str]:
-    """Self-Instruct's 175 seed tasks as requests: the instruction, then its first input if any."""
-    tasks = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [
-        t["instruction"].strip()
-        + (f"\n\n{t['instances'][0]['input'].strip()}" * bool(t["instances"][0]["input"].strip()))
-        for t in tasks
-    ]
+    """Self-Instruct's 175 seed tasks as requests, built as the test instructions are (instruction, then input)."""
+    return [row["prompt"] for row in evaluation.load_instructions(path)]
 
 
 def answering_pairs(model, tokenizer, requests: list[str], refusals: list[str], n: int, bf16: bool) -> Dataset:
