@@ -2,8 +2,9 @@
 
     make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke]
 
-The behaviour to teach is declining harmful requests while still answering ordinary ones. Every choice keeps the run
-within about 20 minutes on 2 cores, and was measured (CONTRIBUTING.md, "Judging declines, and measuring both sides"):
+The behaviour to teach is declining harmful requests while still answering ordinary ones. Every choice aims at about
+20 minutes on 2 cores (the committed run took 23), and was measured (CONTRIBUTING.md, "Judging declines, and measuring
+both sides"):
 - Two kinds of pairs, 200 in all:
   - 100 that teach declining: the harmless-base training pairs whose chosen reply declines and whose rejected reply
     does not (`refusal.declines`). Most harmless-base chosen replies are only the less harmful of two answers, so DPO
