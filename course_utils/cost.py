@@ -49,14 +49,24 @@ def memory_kind() -> str:
     return "not measured on this platform"
 
 
-def _reset_peak() -> float:
-    """Free what can be freed, reset the peak counter and return the memory in use now (MB)."""
+def release_memory() -> None:
+    """Free Python's garbage and hand freed memory back to the system (CUDA's cache; glibc's free heap pages)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if sys.platform == "linux":
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # glibc keeps freed pages for reuse unless told otherwise
+        except (OSError, AttributeError):  # a libc without malloc_trim (musl) keeps its own policy
+            pass
+
+
+def _reset_peak() -> float:
+    """Free what can be freed, reset the peak counter and return the memory in use now (MB)."""
+    release_memory()  # freed pages handed back, so they do not hide the next peak
+    if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated() / 2**20
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so they do not hide the next peak
     CLEAR_REFS.write_text("5")  # Linux: reset the process's peak resident memory (VmHWM) to the current size
     return _status_mb("VmRSS")
 

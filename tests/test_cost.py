@@ -41,6 +41,17 @@ def test_peak_memory_sees_a_temporary_allocation():
     assert small["peak_memory_mb"] < 60
 
 
+@pytest.mark.skipif(cost.memory_kind() != "peak growth of the process's resident memory (CPU)", reason="Linux only")
+def test_release_memory_hands_freed_pages_back_to_the_system():
+    blocks = [torch.ones(16 * 2**10) for _ in range(2048)]  # 128 MB in 64 KB tensors: the heap, not mmap
+    pin = torch.ones(16 * 2**10)  # above them on the heap, so freeing them cannot shrink the heap from the top
+    del blocks
+    held = cost._status_mb("VmRSS")
+    cost.release_memory()
+    assert held - cost._status_mb("VmRSS") >= 64, "the freed 128 MB stayed in the process"
+    del pin
+
+
 def test_peak_of_takes_the_highest_and_keeps_unmeasured_as_none():
     assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": 30.0}) == 30.0
     assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": None}) is None

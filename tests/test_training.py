@@ -73,3 +73,28 @@ def test_same_seed_same_training_other_seed_other_training(tiny_model_dir, bundl
     assert len(first) == 2 * 3
     assert first == pytest.approx(again, rel=1e-6)
     assert first != pytest.approx(other, rel=1e-6)  # the seed chooses the batches: another seed, other steps
+
+
+def test_release_memory_runs_once_per_update(tiny_model_dir, bundled_pairs, tmp_path, monkeypatch):
+    # make real's memory stays flat only if freed pages go back after every update, not once at the end.
+    calls = []
+    monkeypatch.setattr(training, "release_memory", lambda: calls.append(1))
+    args = DPOConfig(
+        **training.common_args(tmp_path, seed=0),
+        max_steps=3,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=2,
+        max_length=128,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    model, tokenizer = training.load_model(tiny_model_dir, device="cpu"), AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=bundled_pairs.select(range(8)),
+        processing_class=tokenizer,
+        callbacks=[training.ReleaseMemory()],
+    )
+    trainer.train()
+    assert len(calls) == trainer.state.global_step == 3
