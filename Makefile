@@ -60,7 +60,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python tools/figures.py --tables
 
-# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU and measure both sides (about 23 min on 2 cores): the
+# Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU and measure both sides (about 20 min on 2 cores): the
 # script writes runs/real/metrics.json, benchmarks/results/real-path/alignment-<device>.json and its replies, then
 # tools/figures.py renders the lesson's table and examples from them.
 real: setup

@@ -3,8 +3,8 @@
     make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke]
 
 The behaviour to teach is declining harmful requests while still answering ordinary ones. Every choice aims at about
-20 minutes on 2 cores (the committed run took 23), and was measured (CONTRIBUTING.md, "Judging declines, and measuring
-both sides"):
+20 minutes and 4 GB on 2 cores (the committed run: 19.7 min, 4,097 MB at peak), and was measured (CONTRIBUTING.md,
+"Judging declines, and measuring both sides"):
 - Two kinds of pairs, 200 in all:
   - 100 that teach declining: the harmless-base training pairs whose chosen reply declines and whose rejected reply
     does not (`refusal.declines`). Most harmless-base chosen replies are only the less harmful of two answers, so DPO
@@ -15,13 +15,19 @@ both sides"):
     only the request can tell the model which to prefer. Its own answers, not the seed tasks' written ones: with
     those, the NLL term taught the tasks' list format, and replies looped ("1. 1. 1.").
 - DPO plus the NLL of the chosen replies (`loss_type=["sigmoid", "sft"]`, the RPO loss of Pang et al. 2024): DPO
-  alone can lower the chosen replies' likelihood too, and a small model then drifts into repeating itself.
+  alone can lower the chosen replies' likelihood too, and a small model then drifts into repeating itself. The NLL
+  term is also what makes the model decline within the budget, and what spreads declining to safe prompts that share
+  the harmful ones' words: at weight 0.3, a third of XSTest gave 0.10 unsafe declined / 0.98 safe answered after 36
+  updates, against 0.31 / 0.88 at 1.0.
 - LoRA (r 16 on every linear layer): the reference model is the same weights with the adapters off, so no second
   copy is held, and only 3.5% of the parameters train.
 - Learning rate 2e-4, constant, and 36 updates of 8 pairs: on these pairs XSTest's unsafe refusal rate stayed near 0
   for 24 updates and rose between 24 and 36; 1e-4 for 33 updates moved nothing. β 0.1, TRL's default.
 - `max_length` 192, keeping the end: a step's cost grows with the length, and what a long harmless-base
   conversation loses is its opening turns, never the replies being compared. At 256 the same recipe took 25 min.
+- One pair at a time, 8 to an update, and freed memory handed back to the system after every update and before the
+  after-measure (`training.ReleaseMemory`, `cost.release_memory`): with 2 pairs at a time and nothing handed back,
+  the run peaked at 4,414 MB, after training, while generating the after replies.
 - bf16 autocast on CPUs that have bf16 instructions, fp32 weights: on the AMD EPYC of the committed run, 1.5x faster
   DPO steps and 2.3x faster generation (`benchmarks/real_path.py`).
 Measured on 128 held-out pairs (drawn from conversations never trained on): preference accuracy, and DPO's implicit
@@ -57,7 +63,7 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
-from course_utils.training import common_args, load_model, precision  # noqa: E402
+from course_utils.training import ReleaseMemory, common_args, load_model, precision  # noqa: E402
 
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
@@ -69,8 +75,8 @@ SETTINGS = {
     "beta": 0.1,
     "loss_type": ["sigmoid", "sft"],  # DPO + the chosen replies' NLL (RPO)
     "max_steps": 36,
-    "per_device_train_batch_size": 2,
-    "gradient_accumulation_steps": 4,  # 8 pairs an update, 2 at a time: less memory, the same updates
+    "per_device_train_batch_size": 1,
+    "gradient_accumulation_steps": 8,  # 8 pairs an update, 1 at a time: the activations of one pair in memory
     "max_length": 192,
     "truncation_mode": "keep_end",  # a long conversation loses its opening turns, never the replies compared
     "warmup_steps": 0,
@@ -192,9 +198,13 @@ def main() -> None:
         train_dataset=train,
         processing_class=tokenizer,
         peft_config=LORA,
+        callbacks=[ReleaseMemory()],  # freed pages back to the system after each update: the peak stays flat
     )
     train_output = trainer.train()
     trained = trainer.model.merge_and_unload()  # the adapters folded in: generation runs plain layers
+    steps = trainer.state.global_step
+    del trainer  # its optimizer and batches are not needed to measure the trained model
+    cost.release_memory()
     after = measure(trained, tokenizer, test, prompts, rows, device["bf16"])
     rates = {when: m["rates"] for when, m in (("before", before), ("after", after))}
     metrics = {
@@ -226,7 +236,7 @@ def main() -> None:
             for when, m in (("before", before), ("after", after))
         },
         "train_runtime_s": train_output.metrics["train_runtime"],
-        "steps": trainer.state.global_step,
+        "steps": steps,
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": peak_memory_mb(),
         "red_team_replies": [
