@@ -3,7 +3,7 @@
     make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke]
 
 The behaviour to teach is declining harmful requests while still answering ordinary ones. Every choice aims at about
-20 minutes and 4 GB on 2 cores (the committed run: 19.7 min, 4,097 MB at peak), and was measured (CONTRIBUTING.md,
+20 minutes and 4 GB on 2 cores (the committed run: 19.6 min, 3,601 MB at peak), and was measured (CONTRIBUTING.md,
 "Judging declines, and measuring both sides"):
 - Two kinds of pairs, 200 in all:
   - 100 that teach declining: the harmless-base training pairs whose chosen reply declines and whose rejected reply
@@ -26,8 +26,9 @@ The behaviour to teach is declining harmful requests while still answering ordin
 - `max_length` 192, keeping the end: a step's cost grows with the length, and what a long harmless-base
   conversation loses is its opening turns, never the replies being compared. At 256 the same recipe took 25 min.
 - One pair at a time, 8 to an update, and freed memory handed back to the system after every update and before the
-  after-measure (`training.ReleaseMemory`, `cost.release_memory`): with 2 pairs at a time and nothing handed back,
-  the run peaked at 4,414 MB, after training, while generating the after replies.
+  after-measure (`training.ReleaseMemory`, `cost.release_memory`), and oneDNN's kernel cache kept small (below):
+  with 2 pairs at a time and nothing handed back, the run peaked at 4,414 MB; with the first two, 4,097 MB; with all
+  three, 3,601 MB, the same replies and scores, 19.6 min against 19.7.
 - bf16 autocast on CPUs that have bf16 instructions, fp32 weights: on the AMD EPYC of the committed run, 1.5x faster
   DPO steps and 2.3x faster generation (`benchmarks/real_path.py`).
 Measured on 128 held-out pairs (drawn from conversations never trained on): preference accuracy, and DPO's implicit
@@ -54,6 +55,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# oneDNN, which runs bf16 matrix products on the CPU, keeps up to 1,024 compiled kernels, one per input shape; with
+# pairs of every length, the kernels held 0.3 GB more at every update; 16 kept cost 5-8% in training time
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 from datasets import Dataset, concatenate_datasets  # noqa: E402
 from peft import LoraConfig  # noqa: E402
