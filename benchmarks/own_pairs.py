@@ -6,7 +6,7 @@ does that take on this machine?
 
 It runs the notebook's own cells, nothing rewritten: the setup, data and model cells, section 5's `DPOConfig` (not
 its training; nor section 4's baseline, whose reply length it takes from the profile), then exercise 3's cells with
-the solution, which write the pairs, check them, train on them with the profile's `own_pairs` settings and measure
+the solution, which write the pairs, check them, train on them with the notebook's `OWN_PAIRS` settings and measure
 the behaviour on held-out prompts before and after. The result goes to `benchmarks/results/own-pairs/<profile>.json`.
 With `--section5` it trains with section 5's settings instead, as the notebook did before `own_pairs`
 (`<profile>-section5.json`).
@@ -15,7 +15,6 @@ With `--section5` it trains with section 5's settings instead, as the notebook d
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -65,16 +64,19 @@ def main(argv: list[str] | None = None) -> dict:
     for source in code[: -len(EXERCISE)]:
         exec(compile(source, f"<{NOTEBOOK.name}>", "exec"), namespace)
     namespace["REPLY_TOKENS"] = namespace["profile"].max_new_tokens  # as section 4 sets it (its baseline is skipped)
+    exercise = code[-len(EXERCISE) :]
     if args.section5:  # section 5's recipe, four pairs per step: on hub and local, one or two updates
-        namespace["profile"] = dataclasses.replace(namespace["profile"], own_pairs={"per_device_train_batch_size": 4})
+        exercise = [s.replace("**OWN_PAIRS[profile.recipe]", "per_device_train_batch_size=4") for s in exercise]
     exercise_start = time.perf_counter()
-    for source in code[-len(EXERCISE) :]:
+    for source in exercise:
         exec(compile(source, f"<{NOTEBOOK.name}>", "exec"), namespace)
     end = time.perf_counter()
     result = {
         "profile": args.profile,
         "hardware": hardware(),
-        "settings": namespace["profile"].own_pairs,
+        "settings": {"per_device_train_batch_size": 4}
+        if args.section5
+        else namespace["OWN_PAIRS"][namespace["profile"].recipe],
         "pairs": len(namespace["my_pairs"]),
         "held_out_prompts": len(namespace["my_test_prompts"]),
         "optimizer_updates": namespace["my_trainer"].state.global_step,

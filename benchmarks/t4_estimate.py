@@ -26,6 +26,9 @@ from transformers import AutoConfig, AutoTokenizer  # noqa: E402
 from course_utils import data, evaluation  # noqa: E402
 from course_utils.profiles import PROFILES  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
+from tools import recipes  # noqa: E402
+
+DPO_NB, ORPO_NB = "dpo_finetuning_example.ipynb", "orpo_finetuning_example.ipynb"
 
 T4_FP16_PEAK = 65e12  # FLOP/s, NVIDIA T4 datasheet: 65 TFLOPS mixed-precision (FP16/FP32) tensor cores
 RESULTS = Path(__file__).parent / "results" / "real-path" / "t4-estimate.json"
@@ -73,7 +76,9 @@ def main() -> None:
     train, _ = data.format_hh_rlhf(
         data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)["train"], verbose=False
     )
-    max_length = profile.dpo["max_length"]
+    dpo, orpo = recipes.settings(DPO_NB, "DPOConfig")["hub"], recipes.settings(ORPO_NB, "ORPOConfig")["hub"]
+    sft = recipes.settings(ORPO_NB, "sft_settings")["hub"]  # the SFT stage of SFT→DPO
+    max_length = dpo["max_length"]
     lengths = [
         min(len(evaluation._completion_ids(tokenizer, p, r)[0]), max_length)
         for p, c, rej in zip(train["prompt"], train["chosen"], train["rejected"], strict=True)
@@ -82,9 +87,9 @@ def main() -> None:
     pair_tokens = sum(lengths)  # chosen and rejected sequences: what DPO and ORPO read
     chosen_tokens = sum(lengths[::2])  # what SFT on the chosen replies reads
     runs = {
-        "dpo": (pair_tokens, profile.dpo["num_train_epochs"]),
-        "orpo": (pair_tokens, profile.orpo["num_train_epochs"]),
-        "sft": (chosen_tokens, profile.sft["num_train_epochs"]),
+        "dpo": (pair_tokens, dpo["num_train_epochs"]),
+        "orpo": (pair_tokens, orpo["num_train_epochs"]),
+        "sft": (chosen_tokens, sft["num_train_epochs"]),
     }
     estimate = {
         "card": "NVIDIA T4",

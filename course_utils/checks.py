@@ -288,33 +288,27 @@ def lambdas(values: Sequence[float], prediction: str) -> bool:
 
 
 def nll_prediction(prediction: str, sweep: Sequence[dict]) -> bool:
-    """Your prediction of the held-out NLL as λ grows, beside what the sweep measured (its `lambda` and `nll`)."""
+    """Your prediction of the held-out NLL at your largest λ against λ = 0, graded by what your sweep measured."""
     assert prediction in ("rises", "falls"), f"PREDICTION = {prediction!r}: answer 'rises' or 'falls'."
     points = sorted((row["lambda"], row["nll"]) for row in sweep)
     (lam_0, nll_0), (lam_max, nll_max) = points[0], points[-1]
     trend = "rises" if nll_max > nll_0 else "falls"
-    measured = f"This sweep measured a held-out NLL of {nll_0:.3f} at λ = {lam_0:g}"
-    measured += f" and {nll_max:.3f} at λ = {lam_max:g}"
+    measured = (
+        f"Your sweep measured a held-out NLL of {nll_0:.3f} at λ = {lam_0:g} and {nll_max:.3f} at λ = {lam_max:g}"
+    )
+    measured += f": it {'rose' if trend == 'rises' else 'fell'}"
     lowest = min(points, key=lambda point: point[1])
     if lowest[0] not in (lam_0, lam_max):
-        measured += (
-            f", and its lowest, {lowest[1]:.3f}, at λ = {lowest[0]:g} in between: a small odds-ratio weight can fit "
-            "the held-out replies better than plain SFT, as a regulariser would, before a larger one costs fit"
-        )
-    if trend == "rises":
-        measured += ": it rose, as the loss says it should."
-    else:
-        measured += (
-            ": it fell, the opposite of what the loss says. On a model that still has much to learn, the odds-ratio "
-            "term can also push the chosen replies up; one seed on a few held-out pairs cannot tell that from noise. "
-            "Add a larger λ (such as 2.0) to LAMBDAS and run the sweep again."
-        )
-    assert prediction == "rises", (
-        "the held-out NLL rises with λ. The NLL term is the one that fits the chosen replies; every bit of weight λ "
-        f"gives the odds-ratio term is taken from that fit. {measured}"
+        measured += f", with its lowest, {lowest[1]:.3f}, at λ = {lowest[0]:g} in between"
+    why = (
+        "The loss keeps the NLL's weight at 1 and adds λ times the odds-ratio term, so the larger λ, the smaller the "
+        "NLL's share of each update: that tends to cost fit. But the odds-ratio term also pushes the chosen replies "
+        "up, and held-out replies are not the training ones, so the loss alone does not fix which way it goes."
     )
-    mark = "✅" if trend == "rises" else "✅ Your prediction follows the loss, but ⚠️ the sweep disagrees."
-    print(f"{mark} The held-out NLL rises with λ. {measured}")
+    if prediction != trend:
+        print(f"❌ Not this time. {measured}. {why}")
+        return False
+    print(f"✅ {measured}, as you predicted. {why}")
     return True
 
 

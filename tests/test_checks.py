@@ -333,11 +333,11 @@ def test_orpo_check():
 
 
 def test_lambda_check(capsys):
-    ns = solution("orpo", "LAMBDAS", settings={"beta": 0.25})
+    ns = solution("orpo", "LAMBDAS", LAMBDA=0.25)
     assert checks.lambdas(ns["LAMBDAS"], ns["PREDICTION"])
     assert "Run the sweep" in capsys.readouterr().out
     assert checks.lambdas([0.0, 0.1, 1.0], "falls")  # the prediction is judged after the sweep, not before
-    assert "rises with" not in capsys.readouterr().out  # and nothing gives the answer away before it runs
+    assert "rose" not in capsys.readouterr().out  # and nothing gives the answer away before it runs
     for values, says in [
         ([0.1, 0.5, 1.0], "include 0"),
         ([0.0, -0.1, 1.0], "0 or more"),
@@ -358,25 +358,22 @@ def sweep_of(nlls: dict[float, float]) -> list[dict]:
     return [{"lambda": lam, "nll": nll, "preference_accuracy": 0.8, "judged_score": 0.5} for lam, nll in nlls.items()]
 
 
-def test_nll_prediction_check_reports_the_sweep(capsys):
-    ns = solution("orpo", "LAMBDAS", settings={"beta": 0.25})
-    assert checks.nll_prediction(ns["PREDICTION"], sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
+def test_nll_prediction_is_graded_by_the_learners_own_sweep(capsys):
+    ns = solution("orpo", "LAMBDAS", LAMBDA=0.25)
+    rising = sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2})
+    assert checks.nll_prediction(ns["PREDICTION"], rising) is True
     said = capsys.readouterr().out
-    assert said.startswith("✅") and "1.000 at λ = 0 and 1.200 at λ = 1" in said and "⚠️" not in said
-    # The offline sweep's shape: the lowest NLL at a small λ. Still a rise from 0 to the largest, and the dip is named.
-    assert checks.nll_prediction("rises", sweep_of({1.0: 1.148, 0.0: 1.015, 0.1: 0.938}))
-    said = capsys.readouterr().out
-    assert "lowest, 0.938, at λ = 0.1 in between" in said and "⚠️" not in said
-    with pytest.raises(AssertionError, match=r"rises with λ.*1.000 at λ = 0 and 1.200 at λ = 1: it rose"):
-        checks.nll_prediction("falls", sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
+    assert said.startswith("✅") and "1.000 at λ = 0 and 1.200 at λ = 1: it rose" in said
+    assert checks.nll_prediction("falls", rising) is False
+    assert capsys.readouterr().out.startswith("❌ Not this time")
+    # The offline sweep's shape: the lowest NLL at a small λ, named; from 0 to the largest λ, a rise.
+    assert checks.nll_prediction("rises", sweep_of({1.0: 1.148, 0.0: 1.015, 0.1: 0.938})) is True
+    assert "lowest, 0.938, at λ = 0.1 in between" in capsys.readouterr().out
+    # A sweep that fell: "falls" is right and "rises" wrong, whatever the loss suggests.
+    falling = sweep_of({0.0: 1.2, 0.25: 1.1, 1.0: 1.0})
+    assert checks.nll_prediction("falls", falling) is True and checks.nll_prediction("rises", falling) is False
     with pytest.raises(AssertionError, match="'rises' or 'falls'"):
-        checks.nll_prediction("higher", sweep_of({0.0: 1.0, 0.25: 1.05, 1.0: 1.2}))
-
-
-def test_nll_prediction_check_says_plainly_when_the_sweep_disagrees(capsys):
-    assert checks.nll_prediction("rises", sweep_of({0.0: 1.2, 0.25: 1.1, 1.0: 1.0}))
-    said = capsys.readouterr().out
-    assert "⚠️ the sweep disagrees" in said and "it fell, the opposite of what the loss says" in said
+        checks.nll_prediction("higher", rising)
 
 
 # --- ORPO exercise 3: the sign test -----------------------------------------------------------------------------

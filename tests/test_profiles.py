@@ -42,31 +42,20 @@ def test_hub_with_gpu_and_hub_local_with_gpu_only_offline_on_cpu(monkeypatch):
     assert profiles.choose_profile()[0].name == "hub"
 
 
-def test_every_profile_has_the_same_setting_keys():
-    # The notebooks read settings["key"] for every hyperparameter they show: a key missing in one profile breaks it.
-    for method in ("dpo", "sft", "orpo"):
-        keys = {name: sorted(getattr(p, method)) for name, p in profiles.PROFILES.items()}
-        assert len({tuple(k) for k in keys.values()}) == 1, (method, keys)
-
-
 @pytest.mark.parametrize("name", sorted(profiles.PROFILES))
-def test_smoke_caps_steps_and_rows_and_keeps_every_other_setting(monkeypatch, name):
+def test_smoke_caps_rows_and_replies_and_keeps_every_other_value(monkeypatch, name):
     monkeypatch.setenv("COURSE_PROFILE", name)
     monkeypatch.setenv("COURSE_SMOKE", "1")
     profile, reason = profiles.choose_profile()
     assert "COURSE_SMOKE" in reason
     full = profiles.PROFILES[name]
-    for method in ("dpo", "sft", "orpo"):  # the caps win; every other hyperparameter is the profile's own
-        assert getattr(profile, method) == {**getattr(full, method), **profiles.SMOKE_STEPS}, method
     capped = {
         key: cap if getattr(full, key) is None else min(cap, getattr(full, key))
         for key, cap in profiles.SMOKE_ROWS.items()
     }
     assert {key: getattr(profile, key) for key in profiles.SMOKE_ROWS} == capped  # a cap: offline's 0 stays 0
     assert profile.max_new_tokens == min(full.max_new_tokens, profiles.SMOKE_REPLY_TOKENS) < full.max_new_tokens
-    uncapped = dataclasses.replace(
-        profile, dpo=full.dpo, sft=full.sft, orpo=full.orpo, max_new_tokens=full.max_new_tokens
-    )
+    uncapped = dataclasses.replace(profile, max_new_tokens=full.max_new_tokens)
     assert dataclasses.replace(uncapped, **{key: getattr(full, key) for key in profiles.SMOKE_ROWS}) == full
     monkeypatch.setenv("COURSE_SMOKE", "0")
     assert profiles.choose_profile()[0] == full
@@ -112,15 +101,13 @@ def test_the_probe_asks_hf_endpoint(monkeypatch, tmp_path):
         assert profile.name == "local" and "HF_HUB_OFFLINE" in reason
 
 
-def test_profiles_are_values_read_from_the_recipes():
-    """Each hyperparameter is written once, in a recipe: profiles.yaml names recipes, models, data and switches."""
-    listed = profiles.read_recipe("profiles")
-    for name, values in listed.items():
-        assert not set(values) & set(profiles.SETTINGS), f"{name}: a hyperparameter in profiles.yaml"
-        for method in ("dpo", "orpo", "sft"):
-            recipe = profiles.read_recipe(f"{method}_{values['recipes']}")
-            assert getattr(profiles.PROFILES[name], method) == {k: recipe[k] for k in profiles.SETTINGS if k in recipe}
-    assert profiles.PROFILES["hub"].dpo == profiles.PROFILES["local"].dpo  # one model, one recipe
+def test_profiles_hold_no_hyperparameter_and_name_a_recipe_row():
+    """Hyperparameters live in the notebooks' tables; a profile names the row it trains with."""
+    learned = {"learning_rate", "beta", "num_train_epochs", "per_device_train_batch_size", "max_length", "warmup_steps"}
+    for name, profile in profiles.PROFILES.items():
+        assert not learned & set(dataclasses.asdict(profile)), f"{name}: a hyperparameter in profiles.yaml"
+        assert profile.recipe in ("hub", "offline"), name
+    assert profiles.PROFILES["local"].recipe == profiles.PROFILES["hub"].recipe  # one model, one recipe
 
 
 def test_no_code_asks_which_profile_runs():
@@ -171,10 +158,3 @@ def test_gpus_get_bf16_from_ampere_on_and_fp16_before(monkeypatch, capability, e
     monkeypatch.setattr(profiles.torch.cuda, "get_device_capability", lambda *a: capability)
     settings = profiles.device_settings()
     assert (settings["bf16"], settings["fp16"]) == expected and settings["device"] == "cuda"
-
-
-def test_the_hub_recipes_train_the_batch_the_benchmark_measures():
-    # benchmarks/bench.py measures HUB_BATCH as "the recipe": a hub setting that overrides it trains something else.
-    for method in ("dpo", "sft", "orpo"):
-        settings = getattr(profiles.PROFILES["hub"], method)
-        assert {key: settings[key] for key in profiles.HUB_BATCH} == profiles.HUB_BATCH, method

@@ -18,8 +18,9 @@ from accelerate.commands.config.config_args import ClusterConfig
 from transformers import AutoModelForCausalLM
 from trl import DPOConfig, ModelConfig, ScriptArguments, TrlParser
 
-from course_utils.profiles import PROFILES, SETTINGS
+from course_utils.profiles import PROFILES
 from course_utils.training import common_args
+from tools import recipes
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scripts"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COURSE_PROFILE": "offline"}
@@ -69,7 +70,9 @@ def test_trains_offline_with_overrides(method, tmp_path, bundled_pairs):
     assert metrics["epoch"] == pytest.approx(2 / math.ceil(len(bundled_pairs) / 4))  # two steps of four pairs
     args = torch.load(out / "training_args.bin", weights_only=False)  # the command line won over the config
     assert (args.max_steps, args.per_device_train_batch_size) == (2, 4)
-    assert args.learning_rate == getattr(PROFILES["offline"], method)["learning_rate"]
+    config = {"dpo": "DPOConfig", "orpo": "ORPOConfig"}[method]
+    notebook = f"{method}_finetuning_example.ipynb"
+    assert args.learning_rate == recipes.settings(notebook, config)["offline"]["learning_rate"]
     model = AutoModelForCausalLM.from_pretrained(out)  # the trained model was saved whole
     assert model.num_parameters() > 0 and (out / "tokenizer.json").exists()
 
@@ -84,33 +87,32 @@ def test_two_cpu_processes(tmp_path, bundled_pairs):
     assert sorted(ranks) == [("0", "2", "MULTI_CPU"), ("1", "2", "MULTI_CPU")], result.stdout[-2000:]
     metrics = final_metrics(result.stdout)
     assert math.isfinite(metrics["train_loss"])
-    batch = 2 * PROFILES["offline"].dpo["per_device_train_batch_size"]  # the ranks split the data
+    batch = 2 * yaml.safe_load((SCRIPTS / "configs" / "dpo_offline.yaml").read_text())["per_device_train_batch_size"]
     assert metrics["epoch"] == pytest.approx(2 / math.ceil(len(bundled_pairs) / batch))
     assert (tmp_path / "model.safetensors").exists()
 
 
 @pytest.mark.parametrize("recipe", sorted(p.stem for p in (SCRIPTS / "configs").glob("*_*.yaml")))
-def test_recipes_parse_as_train_py_and_the_notebooks_read_them(recipe):
-    """configs/ is the package's recipes: each parses as its trainer's config, and the notebooks' settings are its."""
-    from trl import SFTConfig
+def test_configs_parse_as_train_py_and_hold_the_notebooks_recipes(recipe):
+    """configs/ is train.py's copy of the notebooks' recipes: each parses as its trainer's config, and every value that
+    changes what is learned is the notebook's, for the row of the profile it is named after."""
     from trl.experimental.orpo import ORPOConfig
 
-    method, recipes = recipe.split("_")
+    method, row = recipe.split("_")
     path = SCRIPTS / "configs" / f"{recipe}.yaml"
     raw = yaml.safe_load(path.read_text())
-    config_class = {"dpo": DPOConfig, "orpo": ORPOConfig, "sft": SFTConfig}[method]
-    profile = PROFILES[recipes]  # the profile the recipes are named after (local reads the hub ones too)
-    assert getattr(profile, method) == {k: raw[k] for k in SETTINGS if k in raw}
-    if method == "sft":  # the SFT stage runs in the notebooks only: its recipe is SFTConfig fields alone
-        assert config_class(output_dir="unused", **{**raw, "bf16": False})
-        return
+    config_class = {"dpo": DPOConfig, "orpo": ORPOConfig}[method]
+    notebook = recipes.settings(f"{method}_finetuning_example.ipynb", config_class.__name__)[row]
+    learned = {key: value for key, value in raw.items() if key in recipes.LEARNED}
+    assert learned == notebook, f"{path.name} and the {method} notebook's {row} row differ"
     shared = common_args("unused")  # what every trainer in the notebooks shares
     assert {k: raw[k] for k in ("report_to", "save_strategy")} == {k: shared[k] for k in ("report_to", "save_strategy")}
     # Parse as train.py does: every key must be a field (TrlParser rejects the rest); bf16 off to parse on a CPU.
     parser = TrlParser((ScriptArguments, config_class, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config(["--config", str(path), "--bf16", "false"])
     assert training_args.bf16 is False  # the command line wins over the config
-    assert {key: getattr(training_args, key) for key in getattr(profile, method)} == getattr(profile, method)
+    assert {key: getattr(training_args, key) for key in notebook} == notebook
+    profile = PROFILES[row]
     expected_model = profile.instruct_model if method == "dpo" else profile.base_model
     assert (model_args.model_name_or_path, script_args.dataset_name) == (expected_model, profile.dataset)
 

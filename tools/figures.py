@@ -361,12 +361,15 @@ def draw(measured: dict, out_dir: Path = IMAGES) -> list[Path]:
 
 
 def refresh_lessons() -> None:
-    """Rewrite every measured table in the English lessons and the notebooks' Markdown from `measured.json`, then the
-    learners' copies of the notebooks from them."""
+    """Rewrite every measured table in the English lessons, CONTRIBUTING.md (the maintainers' tables) and the
+    notebooks' Markdown from `measured.json`, then the learners' copies of the notebooks from them."""
     measured = json.loads(MEASURED.read_text(encoding="utf-8"))
-    for lesson in sorted(MODULE.glob("*.md")):
+    maintainers = [page for page in [MODULE.parent / "CONTRIBUTING.md"] if page.exists()]
+    for lesson in [*sorted(MODULE.glob("*.md")), *maintainers]:
         text = lesson.read_text(encoding="utf-8")
-        lesson.write_text(fill_tables(text, measured), encoding="utf-8")
+        filled = fill_tables(text, measured)
+        if filled != text:
+            lesson.write_text(filled, encoding="utf-8")
     for path in sorted((MODULE / "notebooks").glob("*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         for cell in notebook.cells:

@@ -56,6 +56,30 @@ def numerics(cpuinfo: str | None = None) -> str:
     return f"{vendor or platform.machine()} CPU, {paths}"
 
 
+# COURSE_SMOKE=1 (the tests' hub and local runs): the profile reads a few rows (`course_utils.profiles.smoke`), and
+# this cell, run before the notebook's first cell, makes every trainer stop after two optimizer steps of two pairs.
+# The notebook's own recipe is otherwise what runs: its learning rate, β or λ, schedule and max_length.
+SMOKE_CELL = """\
+from transformers import Trainer as _Trainer
+
+_init = _Trainer.__init__
+
+
+def _two_steps(self, *args, **kwargs):
+    kwargs["args"].max_steps, kwargs["args"].per_device_train_batch_size = 2, 2
+    kwargs["args"].gradient_accumulation_steps = 1
+    _init(self, *args, **kwargs)
+
+
+_Trainer.__init__ = _two_steps
+"""
+
+
+def smoke_run(env: dict[str, str]) -> bool:
+    """True when `env` asks for a smoke run (COURSE_SMOKE=1)."""
+    return env.get("COURSE_SMOKE", "").strip().lower() in ("1", "true", "yes")
+
+
 # The headline measures `make exercise` prints from each run's metrics.json.
 HEADLINE = ("preference_accuracy", "judged_score", "decline_rate", "repetition_rate")
 
@@ -126,10 +150,13 @@ def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: 
     run_root = Path(run_root).resolve()
     run_root.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[name], as_version=4)
+    kernel_env = {**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})}
+    if smoke_run(kernel_env):
+        nb.cells.insert(0, nbformat.v4.new_code_cell(SMOKE_CELL))
     client = ProgressClient(nb, timeout=None, resources={"metadata": {"path": str(NOTEBOOK_DIR)}}, echo=echo)
     started = time.time()
     try:
-        client.execute(env={**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})})
+        client.execute(env=kernel_env)
     finally:
         nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
     written = [p for p in run_root.glob(f"{name}-*/metrics.json") if p.stat().st_mtime >= started]

@@ -84,7 +84,7 @@ SETTINGS = {
     "max_length": 192,
     "truncation_mode": "keep_end",  # a long conversation loses its opening turns, never the replies compared
     "warmup_steps": 0,
-    "gradient_checkpointing": False,
+    "activation_checkpointing": False,
 }
 PAIRS = {"declining": 100, "answering": 100}
 ANSWER_TOKENS = 64  # the model's own answers to the seed tasks: long enough to be an answer, short to generate
