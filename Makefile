@@ -1,5 +1,5 @@
-# On a fresh machine: `make lab` opens the notebooks in JupyterLab, `make exercise` runs them offline in the terminal,
-# `make test` runs every check. `make exercise EXERCISE=orpo` runs one notebook (dpo or orpo).
+# On a fresh machine: `make lab` opens the notebooks in JupyterLab, `make exercise` runs the copies you solve offline in
+# the terminal, `make solutions` the notebooks with their solutions, `make test` every check. EXERCISE=orpo: one notebook.
 PYTHON ?= python3
 VENV ?= .venv
 # PyTorch for a local run. setup asks PyTorch's CPU-only index first (about 200 MB on Linux, where PyPI's default
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lock lab exercise learner figures measure bench real test test-fast lint
+.PHONY: setup lock lab exercise solutions learner figures tables measure bench real test test-fast lint
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -35,16 +35,20 @@ lock:
 lab: setup
 	$(BIN)/jupyter lab $(NOTEBOOKS) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
-# Runs each notebook top to bottom, printing its sections, training progress and, at the end, the measures: the
-# offline profile unless COURSE_PROFILE says otherwise (the terminal run is the laptop one).
+# Runs the copies you solve (notebooks/exercises/) top to bottom, printing their sections, training progress and, at
+# the end, the exercises not solved yet and the measures: the offline profile unless COURSE_PROFILE says otherwise.
 exercise: setup
+	COURSE_PROFILE=$${COURSE_PROFILE:-offline} $(BIN)/python tools/run_notebook.py --learner $(EXERCISE)
+
+# The same with the notebooks that have the solutions filled in.
+solutions: setup
 	COURSE_PROFILE=$${COURSE_PROFILE:-offline} $(BIN)/python tools/run_notebook.py $(EXERCISE)
 
 # The learners' notebooks (notebooks/exercises/): the course notebooks with the exercise solutions taken out.
 learner: setup
 	$(BIN)/python tools/learner.py
 
-# After `make exercise` or `make measure`: the lessons' figures, measured.json and measured tables, from those runs.
+# Maintainers, after `make solutions` or `make measure`: the lessons' figures, measured.json and measured tables.
 figures: setup
 	$(BIN)/python tools/figures.py
 
@@ -54,18 +58,20 @@ measure: setup
 	COURSE_PROFILE=offline $(BIN)/python tools/run_notebook.py dpo orpo --reproducible
 	$(BIN)/python tools/figures.py
 
-# The cost of a training step, every method side by side in one run: the benchmark writes benchmarks/results/ (JSON and
-# chart), then tools/figures.py renders the lesson table from the JSON.
-bench: setup
-	$(BIN)/python benchmarks/bench.py
+# Maintainers: the lessons' measured tables, rendered from the committed JSON (measured.json, benchmarks/results/).
+tables: setup
 	$(BIN)/python tools/figures.py --tables
 
+# The cost of a training step, every method side by side in one run: the benchmark writes benchmarks/results/ (JSON and
+# chart); `make tables` then renders the lesson's table from it.
+bench: setup
+	$(BIN)/python benchmarks/bench.py
+
 # Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU and measure both sides (about 20 min on 2 cores): the
-# script writes runs/real/metrics.json, benchmarks/results/real-path/alignment-<device>.json and its replies, then
-# tools/figures.py renders the lesson's table and examples from them.
+# script writes its run folder and benchmarks/results/real-path/alignment-<device>.json with its replies. It leaves the
+# lessons alone: maintainers render them with `make tables`.
 real: setup
 	COURSE_PROFILE=local $(BIN)/python 2_preference_alignment/scripts/real_run.py
-	$(BIN)/python tools/figures.py --tables
 
 lint: setup
 	$(BIN)/ruff check .

@@ -33,10 +33,23 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 # to a couple of steps; local, the same capped run from PyPI and the shipped rows, is there for whoever asks for it.
 # TRANSFORMERS_VERBOSITY=error also turns the trainers' progress table off (disable_tqdm's default): a learner sees
 # it, a test does not need it, and it costs about 8% of a tiny-model training step.
+STRICT = {"COURSE_WARNINGS": "error"}  # a deprecation warning from the libraries stops the notebook (run_notebook.py)
 PROFILE_ENV = {
     # REPRODUCIBLE_CPU: the code paths measured.json was measured with, so its numbers can be compared.
-    "offline": {"COURSE_PROFILE": "offline", "COURSE_SMOKE": "", "TRANSFORMERS_VERBOSITY": "error", **REPRODUCIBLE_CPU},
-    "local": {"COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"},
+    "offline": {
+        "COURSE_PROFILE": "offline",
+        "COURSE_SMOKE": "",
+        "TRANSFORMERS_VERBOSITY": "error",
+        **REPRODUCIBLE_CPU,
+        **STRICT,
+    },
+    "local": {
+        "COURSE_PROFILE": "local",
+        "COURSE_SMOKE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        **STRICT,
+    },
     # HF_ENDPOINT and HF_HOME are the stand-in Hub's and its fresh cache (`standin_hub`); "0" undoes CI's offline flag.
     # CI="" : what a learner's machine sets, so TRL sends its telemetry to the (stand-in) Hub, as it does in Colab.
     "hub": {
@@ -45,6 +58,7 @@ PROFILE_ENV = {
         "HF_HUB_OFFLINE": "0",
         "CI": "",
         "TRANSFORMERS_VERBOSITY": "error",
+        **STRICT,
     },
 }
 

@@ -6,9 +6,11 @@ import json
 import os
 import re
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -53,16 +55,57 @@ def test_this_environment_has_the_pinned_versions():
     assert not drifted, "run `make setup` (or change constraints.txt on purpose):\n" + "\n".join(drifted)
 
 
-def test_colab_installs_with_the_pins():
+COURSE_PACKAGES = ("trl", "transformers", "datasets", "peft", "accelerate", "tokenizers")
+# Older releases of what Colab ships (google-colab pins pandas and requests itself): the install must keep them.
+COLAB_STACK = {"pandas": "2.2.2", "requests": "2.32.4", "numpy": "2.0.2", "matplotlib": "3.10.0"}
+
+
+def colab_install(path: Path) -> tuple[str, dict[str, str]]:
+    """The notebook's Colab install cell: its pip command and the versions it pins."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    install = ["".join(cell["source"]) for cell in cells if "pip install" in "".join(cell["source"])]
+    assert len(install) == 1, f"{path.name}: one install cell"
+    pinned = re.search(r'^PINS = "([^"]+)"$', install[0], re.M)
+    assert pinned, f"{path.name}: the install cell names no PINS"
+    command = next(line.strip() for line in install[0].splitlines() if "pip install" in line)
+    return command, dict(pin.split("==") for pin in pinned[1].split())
+
+
+def test_colab_pins_the_course_packages_and_nothing_of_colabs_own():
     for path in NOTEBOOKS:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        install = ["".join(cell["source"]) for cell in cells if "pip install" in "".join(cell["source"])]
-        assert len(install) == 1, f"{path.name}: one install cell"
-        pins_url = re.search(r'^PINS = "(\S+)"$', install[0], re.M)
-        assert pins_url and pins_url[1].endswith("/main/constraints.txt"), f"{path.name}: where are the pins?"
-        command = next(line for line in install[0].splitlines() if "pip install" in line)
-        assert " -c {PINS} " in command, f"{path.name} installs without the pins"
+        command, pinned = colab_install(path)
+        assert pinned == {name: pins()[name] for name in COURSE_PACKAGES}, f"{path.name}: not constraints.txt's pins"
+        assert " -c " not in command and "constraints" not in command, f"{path.name} installs Colab's stack too"
         assert "torch" not in command, f"{path.name} must keep Colab's own torch"
+
+
+@pytest.mark.slow
+def test_the_colab_install_leaves_colabs_stack_alone(tmp_path):
+    """Into a Python that holds older releases of Colab's own packages (and a torch, as Colab has), the install cell
+    installs the course and changes none of them; the course's helpers then import and run with them."""
+    venv = tmp_path / "colab"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run(
+        [*pip, f"torch=={version('torch').split('+')[0]}", *(f"{k}=={v}" for k, v in COLAB_STACK.items())], check=True
+    )
+    command, pinned = colab_install(NOTEBOOKS[0])
+    assert command.startswith('!pip install -q "{COURSE}" {PINS}'), command  # what the lines below run
+    subprocess.run([*pip, str(ROOT), *(f"{name}=={v}" for name, v in pinned.items())], check=True, timeout=900)
+    check = "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in %r}))" % [
+        *COLAB_STACK,
+        *pinned,
+    ]
+    after = json.loads(subprocess.run([venv / "bin" / "python", "-c", check], capture_output=True, text=True).stdout)
+    assert {k: after[k] for k in COLAB_STACK} == COLAB_STACK, "the install changed Colab's own packages"
+    assert {k: after[k] for k in pinned} == pinned
+    smoke = (
+        "from course_utils import checks, data, evaluation, plotting, training; "
+        "before = {'preference_accuracy': 0.5, 'judged_score': None, 'decline_rate': 0.1, 'repetition_rate': 0.0}; "
+        "print(evaluation.before_after(before, {**before, 'preference_accuracy': 0.9}).to_string())"
+    )
+    run = subprocess.run([venv / "bin" / "python", "-c", smoke], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and "0.9" in run.stdout, run.stderr[-2000:]
 
 
 def make(*args: str, env: dict | None = None) -> str:

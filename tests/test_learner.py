@@ -172,3 +172,35 @@ def test_learner_copy_reminds_while_unsolved_and_runs_once_solved(source, tmp_pa
     crashed = [(i, e.ename, e.evalue) for i, c in enumerate(nb.cells) if i not in unsolved_cells for e in errors(c)]
     assert not crashed
     assert list(tmp_path.glob("*/metrics.json")), "the learner notebook did not run to its end"
+
+
+@pytest.mark.slow
+def test_make_exercise_runs_the_learner_copy_and_names_what_is_unsolved(tmp_path, monkeypatch):
+    """`make exercise` (run_notebook --learner) runs the copy in exercises/ to its end: an unsolved exercise is a
+    reminder, a cell that needs its answer says so, and only a failure before any unsolved exercise is an error."""
+    from tools import run_notebook
+
+    folder = tmp_path / "notebooks"
+    (folder / "exercises").mkdir(parents=True)
+    write_metrics = (
+        'run = pathlib.Path(os.environ["COURSE_RUN_DIR"]) / "dpo-offline"\nrun.mkdir()\n'
+        '(run / "metrics.json").write_text(json.dumps({"profile": "offline", "model": "tiny"}))'
+    )
+    source = [
+        "import json, os, pathlib\nfrom course_utils import checks",
+        learner.without_solution("### BEGIN SOLUTION\nANSWER = 1\n### END SOLUTION\n", "Exercise 1"),
+        "print(ANSWER)",  # needs exercise 1's answer
+        write_metrics,
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in source])
+    nbformat.write(nb, folder / "exercises" / run_notebook.NOTEBOOKS["dpo"])
+    monkeypatch.setattr(run_notebook, "NOTEBOOK_DIR", folder)
+    result = run_notebook.execute("dpo", tmp_path / "runs", echo=False, learner=True)
+    assert result["profile"] == "offline"  # it ran to its end
+    assert result["unsolved"][0].startswith("cell 1: ⏳ Not solved yet: Exercise 1: write your code here")
+    assert result["unsolved"][1] == "cell 2: NameError: name 'ANSWER' is not defined (it needs an exercise above)"
+    assert "⏳ Not solved yet: Exercise 1" in run_notebook.headline(result)
+    nb.cells.insert(1, nbformat.v4.new_code_cell("1 / 0"))  # broken before any exercise: an error, not a reminder
+    nbformat.write(nb, folder / "exercises" / run_notebook.NOTEBOOKS["dpo"])
+    with pytest.raises(RuntimeError, match="before any unsolved exercise:\ncell 1: ZeroDivisionError"):
+        run_notebook.execute("dpo", tmp_path / "runs2", echo=False, learner=True)

@@ -175,9 +175,12 @@ def test_measure_pins_the_code_paths_and_names_the_rounding(tmp_path, monkeypatc
     from conftest import PROFILE_ENV
 
     seen = []
-    monkeypatch.setattr(
-        run_notebook, "execute", lambda name, root, env, echo: seen.append(env) or {"profile": "x", "model": "y"}
-    )
+
+    def execute(name, root, env, echo, learner=False):
+        seen.append(env)
+        return {"profile": "x", "model": "y"}
+
+    monkeypatch.setattr(run_notebook, "execute", execute)
     run_notebook.main(["dpo", "--quiet", "--run-dir", str(tmp_path), "--reproducible"])
     run_notebook.main(["dpo", "--quiet", "--run-dir", str(tmp_path)])
     assert seen == [run_notebook.REPRODUCIBLE_CPU, {}]

@@ -98,3 +98,19 @@ def test_release_memory_runs_once_per_update(tiny_model_dir, bundled_pairs, tmp_
     )
     trainer.train()
     assert len(calls) == trainer.state.global_step == 3
+
+
+def test_the_silenced_deprecations_are_trls_own_and_still_there():
+    """course_utils.training silences transformers' warnings about the gradient-checkpointing aliases because TRL itself
+    calls them on every reference pass. Once TRL stops, the filter must go: a learner's own call should warn."""
+    import inspect
+    import re
+
+    from trl.models import utils as trl_utils
+
+    source = inspect.getsource(trl_utils.disable_gradient_checkpointing)
+    called = set(re.findall(r"\.(is_gradient_checkpointing|gradient_checkpointing_(?:enable|disable))\b", source))
+    assert called, "TRL no longer calls the deprecated aliases: remove TRL_OWN_DEPRECATIONS from course_utils.training"
+    for name in called:
+        assert re.match(training.TRL_OWN_DEPRECATIONS, f"`{name}` is deprecated and will be removed in v6.")
+    assert not re.match(training.TRL_OWN_DEPRECATIONS, "`gradient_checkpointing` is deprecated")  # configs still warn

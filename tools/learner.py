@@ -29,6 +29,12 @@ CHECK = "checks."
 EXERCISE = re.compile(r"^### \S+ (Exercise \d+):", re.M)  # the statement's heading: "### 🐢 Exercise 1: ..."
 REPO_PATH = "2_preference_alignment/notebooks/"
 COLAB_URL = f"https://colab.research.google.com/github/smol-course/smol-preference-alignment/blob/main/{REPO_PATH}"
+# Told at the top of each learner copy: what "Run all" does at an exercise not yet solved.
+RUN_ALL = (
+    "**Solving the exercises.** Write your code where a cell says `# YOUR CODE HERE`, then run the check below it. "
+    "*Run all* stops at the first exercise you have not solved, with a one-line ⏳ reminder: solve it, then carry on "
+    "with *Run → Run selected cell and all below*."
+)
 
 
 def is_exercise(cell: dict) -> bool:
@@ -72,6 +78,7 @@ def learner_version(notebook: nbformat.NotebookNode, name: str) -> nbformat.Note
     out.cells = cells
     first = out.cells[0]
     first["source"] = first["source"].replace(f'{REPO_PATH}{name}"', f'{REPO_PATH}exercises/{name}"')  # the badge
+    first["source"] = first["source"].rstrip("\n") + "\n\n" + RUN_ALL
     return out
 
 

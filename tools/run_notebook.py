@@ -1,6 +1,7 @@
 """Execute a course notebook top to bottom, as a learner would, and show its progress in the terminal.
 
-    python tools/run_notebook.py dpo orpo          # what `make exercise` runs
+    python tools/run_notebook.py dpo orpo --learner   # what `make exercise` runs: the copies learners solve
+    python tools/run_notebook.py dpo orpo          # what `make solutions` runs: the notebooks with their solutions
     python tools/run_notebook.py dpo --quiet       # no progress, only the measures at the end
     python tools/run_notebook.py dpo orpo --reproducible   # what `make measure` runs: the lessons' numbers
 
@@ -9,6 +10,10 @@ executing, what the cells print (not their warnings), and the trainers' own prog
 losses), read from the progress table transformers draws in a notebook. The executed copy and the run's outputs
 go to the run folder (`COURSE_RUN_DIR`, default `2_preference_alignment/notebooks/runs`). The tests execute the
 notebooks with the same function, quietly, into a temporary folder.
+
+With `--learner` it runs the copies in `notebooks/exercises/` as they stand: every cell runs, an exercise not solved
+yet is reported as a reminder, and a cell that fails because it needs an unsolved exercise's answer is named as such.
+A failure before any unsolved exercise is an error.
 """
 
 from __future__ import annotations
@@ -72,6 +77,18 @@ def _two_steps(self, *args, **kwargs):
 
 
 _Trainer.__init__ = _two_steps
+"""
+
+
+# COURSE_WARNINGS=error (the tests' runs): a deprecation warning from the libraries the course teaches, or about a call
+# of the course's own code, stops the notebook, so API drift is fixed before a learner meets it.
+STRICT_CELL = """\
+import warnings
+
+for _category in (DeprecationWarning, FutureWarning):
+    warnings.filterwarnings(
+        "error", category=_category, module=r"(transformers|trl|datasets|peft|accelerate|course_utils|__main__)\\b"
+    )
 """
 
 
@@ -141,25 +158,58 @@ class ProgressClient(NotebookClient):
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
 
-def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: bool = True) -> dict:
+def unsolved_report(nb: nbformat.NotebookNode) -> tuple[list[str], list[str]]:
+    """After a learner run: the reminders of unsolved exercises, and the errors no unsolved exercise explains."""
+    reminders, errors, waiting = [], [], False
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            text = output.get("text", "") if output.get("output_type") == "stream" else ""
+            if output.get("output_type") == "error" and output["ename"] == "NotSolved":
+                reminders.append(f"cell {index}: ⏳ Not solved yet: {output['evalue']}")
+                waiting = True
+            elif "⏳ Not solved yet" in text:
+                reminders.append(f"cell {index}: {text.strip()}")
+                waiting = True
+            elif output.get("output_type") == "error":
+                what = f"cell {index}: {output['ename']}: {output['evalue']}"
+                (reminders if waiting else errors).append(what + (" (it needs an exercise above)" if waiting else ""))
+    return reminders, errors
+
+
+def execute(
+    name: str, run_root: Path, env: dict[str, str] | None = None, echo: bool = True, learner: bool = False
+) -> dict:
     """Execute one notebook (`dpo` or `orpo`) with its runs under `run_root`; return the metrics.json it wrote.
+
+    `learner`: the copy in `exercises/`, run to its end whatever its unsolved exercises raise; returns the reminders
+    as `{"unsolved": [...]}` beside the metrics, if the notebook got as far as writing them.
 
     `env` adds environment variables for the notebook's kernel only (this process's environment is left alone, so
     several notebooks can run at once from threads).
     """
     run_root = Path(run_root).resolve()
     run_root.mkdir(parents=True, exist_ok=True)
-    nb = nbformat.read(NOTEBOOK_DIR / NOTEBOOKS[name], as_version=4)
+    folder = NOTEBOOK_DIR / "exercises" if learner else NOTEBOOK_DIR
+    nb = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
     kernel_env = {**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})}
     if smoke_run(kernel_env):
         nb.cells.insert(0, nbformat.v4.new_code_cell(SMOKE_CELL))
-    client = ProgressClient(nb, timeout=None, resources={"metadata": {"path": str(NOTEBOOK_DIR)}}, echo=echo)
+    if kernel_env.get("COURSE_WARNINGS") == "error":
+        nb.cells.insert(0, nbformat.v4.new_code_cell(STRICT_CELL))
+    resources = {"metadata": {"path": str(folder)}}
+    client = ProgressClient(nb, timeout=None, resources=resources, echo=echo, allow_errors=learner)
     started = time.time()
     try:
         client.execute(env=kernel_env)
     finally:
         nbformat.write(nb, run_root / f"{name}.executed.ipynb")  # outputs up to the failing cell, if one failed
     written = [p for p in run_root.glob(f"{name}-*/metrics.json") if p.stat().st_mtime >= started]
+    if learner:
+        reminders, errors = unsolved_report(nb)
+        if errors:
+            raise RuntimeError(f"the {name} notebook failed before any unsolved exercise:\n" + "\n".join(errors))
+        metrics = json.loads(written[0].read_text()) if len(written) == 1 else {}
+        return {**metrics, "unsolved": reminders}
     if len(written) != 1:
         raise RuntimeError(f"the {name} notebook ran but wrote {len(written)} metrics.json under {run_root}")
     return json.loads(written[0].read_text())
@@ -167,7 +217,10 @@ def execute(name: str, run_root: Path, env: dict[str, str] | None = None, echo: 
 
 def headline(metrics: dict) -> str:
     """The measures before and after training, one line each."""
-    lines = [f"profile {metrics['profile']}, model {metrics['model']}"]
+    lines = list(metrics.get("unsolved", []))
+    if "profile" not in metrics:
+        return "\n".join(lines)
+    lines.append(f"profile {metrics['profile']}, model {metrics['model']}")
     for key in HEADLINE:
         before, after = metrics.get(f"{key}_before"), metrics.get(f"{key}_after")
         if isinstance(before, float | int) and isinstance(after, float | int):
@@ -181,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("notebooks", nargs="+", choices=sorted(NOTEBOOKS))
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("COURSE_RUN_DIR", NOTEBOOK_DIR / "runs")))
     parser.add_argument("--quiet", action="store_true", help="print only the measures at the end")
+    parser.add_argument("--learner", action="store_true", help="run the copies in exercises/")
     parser.add_argument(
         "--reproducible", action="store_true", help="compute with REPRODUCIBLE_CPU, as the lessons' numbers were"
     )
@@ -190,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.notebooks:
         print(f"== {NOTEBOOKS[name]} ==", flush=True)
         start = time.perf_counter()
-        results[name] = execute(name, args.run_dir, env=env, echo=not args.quiet)
+        results[name] = execute(name, args.run_dir, env=env, echo=not args.quiet, learner=args.learner)
         print(f"== {name} done in {time.perf_counter() - start:.0f} s ==\n", flush=True)
     for name, metrics in results.items():
         print(f"{name}: {headline(metrics)}")
