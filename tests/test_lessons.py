@@ -267,8 +267,10 @@ def test_the_checks_catch_a_broken_link_and_badge(tmp_path):
 
 
 def with_measured_tables() -> dict[str, str]:
-    """The Markdown `tools/figures.py --tables` rewrites: each English lesson, and each notebook's Markdown cells."""
-    texts = {rel(path): path.read_text(encoding="utf-8") for path in sorted(MODULE.glob("*.md"))}
+    """The Markdown `tools/figures.py --tables` rewrites: each English lesson, CONTRIBUTING.md (the maintainers' tables,
+    such as the decline judge's agreement with people's labels), and each notebook's Markdown cells."""
+    pages = [*sorted(MODULE.glob("*.md")), ROOT / "CONTRIBUTING.md"]
+    texts = {rel(path): path.read_text(encoding="utf-8") for path in pages}
     for path in sorted((MODULE / "notebooks").glob("*.ipynb")):
         cells = nbformat.read(path, as_version=4).cells
         texts[rel(path)] = "\n\n".join(cell.source for cell in cells if cell.cell_type == "markdown")
