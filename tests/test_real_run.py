@@ -77,6 +77,10 @@ def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
     # What `make real` records (issue 21): today's measures, both sides before and after, the judge's agreement with
     # people, the peak memory, and one entry per two-sided prompt so that anyone can judge the replies again.
     script = ROOT / "2_preference_alignment" / "scripts" / "real_run.py"
+    lessons = sorted(
+        [*ROOT.glob("2_preference_alignment/*.md"), *ROOT.glob("translations/*/2_preference_alignment/*.md")]
+    )
+    before = [path.read_bytes() for path in lessons]
     done = subprocess.run(
         [sys.executable, str(script), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200
     )
@@ -91,3 +95,4 @@ def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
     assert {r["set"] for r in replies} == {"xstest", "instructions"}
     assert all(set(r) == {"set", "label", "type", "prompt", "before", "after"} for r in replies)
     assert not (RESULTS / "alignment-cpu.json").read_text().count('"smoke": true')  # a smoke run writes no result
+    assert [path.read_bytes() for path in lessons] == before, "make real must leave the lessons as they are"

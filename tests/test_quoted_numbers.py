@@ -1,0 +1,101 @@
+"""Numbers the lessons quote in their prose are read from the measured files they come from: change a run, and each
+sentence that quotes it is named here until it is updated. (Tables between `<!-- measured -->` markers are rendered
+from the same files by tools/figures.py and checked in test_lessons.py.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE = ROOT / "2_preference_alignment"
+MEASURED = json.loads((MODULE / "images" / "measured.json").read_text(encoding="utf-8"))
+RESULTS = ROOT / "benchmarks" / "results"
+REAL = json.loads((RESULTS / "real-path" / "alignment-cpu.json").read_text(encoding="utf-8"))
+SMOLLM2_PARAMETERS = json.loads((RESULTS / "real-path" / "t4-estimate.json").read_text(encoding="utf-8"))["parameters"]
+TINY = json.loads((RESULTS / "tiny-cpu.json").read_text(encoding="utf-8"))
+
+
+NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+def agrees(quoted: str, measured: float) -> bool:
+    """True when `quoted` is `measured` rounded to the digits the quote shows (82 for 82.4, 0.889 for 0.8889)."""
+    decimals = len(quoted.partition(".")[2])
+    return abs(float(quoted) - measured) <= 0.5 * 10**-decimals + 1e-12
+
+
+# (file, a pattern whose group is the quoted number, the number its source gives)
+QUOTES = [
+    (
+        "README.md",
+        r"DPO notebook runs offline in about " + NUMBER + r" minutes",
+        MEASURED["dpo"]["notebook_runtime_s"] / 60,
+    ),
+    ("README.md", r"ORPO notebook in about " + NUMBER, MEASURED["orpo"]["notebook_runtime_s"] / 60),
+    ("README.md", r"about " + NUMBER + r" minutes on a 2-core AMD EPYC", REAL["wall_time_s"] / 60),
+    (
+        "2_preference_alignment/cost_and_scale.md",
+        r"about " + NUMBER + r" minutes on a 2-core AMD EPYC",
+        REAL["wall_time_s"] / 60,
+    ),
+    (
+        "2_preference_alignment/dpo.md",
+        r"`eval_rewards/accuracies`, printed in the notebook, is " + NUMBER,
+        MEASURED["dpo"]["eval_rewards_accuracies"],
+    ),
+    (
+        "2_preference_alignment/dpo.md",
+        r"declined " + NUMBER + r"% of XSTest's unsafe",
+        REAL["unsafe_refusal_rate_after"] * 100,
+    ),
+    (
+        "2_preference_alignment/dpo.md",
+        r"unsafe requests \(" + NUMBER + r"% before\)",
+        REAL["unsafe_refusal_rate_before"] * 100,
+    ),
+    (
+        "2_preference_alignment/dpo.md",
+        r"answered only " + NUMBER + r"% of its safe",
+        REAL["safe_compliance_rate_after"] * 100,
+    ),
+    (
+        "2_preference_alignment/dpo.md",
+        r"\(" + NUMBER + r"% before\): over-refusal",
+        REAL["safe_compliance_rate_before"] * 100,
+    ),
+    ("2_preference_alignment/orpo.md", NUMBER + r" GB in fp32", SMOLLM2_PARAMETERS * 4 / 1e9),
+    ("2_preference_alignment/orpo.md", r"or " + NUMBER + r" GB in bf16", SMOLLM2_PARAMETERS * 2 / 1e9),
+    (
+        "2_preference_alignment/cost_and_scale.md",
+        r"a second copy: " + NUMBER + r" GB in fp32",
+        SMOLLM2_PARAMETERS * 4 / 1e9,
+    ),
+    ("2_preference_alignment/cost_and_scale.md", r"\(" + NUMBER + r" GB in bf16\)", SMOLLM2_PARAMETERS * 2 / 1e9),
+    (
+        "2_preference_alignment/cost_and_scale.md",
+        r"whole model is " + NUMBER + r" MB in fp32",
+        TINY["parameters"] * 4 / 1e6,
+    ),
+    (
+        "2_preference_alignment/cost_and_scale.md",
+        r"ORPO's step still takes " + NUMBER + r"× DPO's time",
+        TINY["variants"]["orpo"]["step_s"] / TINY["variants"]["dpo (recipe)"]["step_s"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("file", "pattern", "expected"), QUOTES, ids=lambda v: v if "/" in str(v) else None)
+def test_quoted_number_is_what_its_source_measured(file, pattern, expected):
+    text = " ".join((ROOT / file).read_text(encoding="utf-8").split())  # a sentence may wrap
+    found = re.search(pattern, text)
+    assert found, f"{file} no longer says {pattern!r}: update the quote here with the sentence"
+    assert agrees(found[1], expected), f"{file} quotes {found[1]} where its source now gives {expected:.4g}"
+
+
+def test_a_stale_quote_is_caught():
+    assert agrees("82", 82.4) and agrees("99.6", 99.6) and agrees("0.889", 0.8889) and agrees("2.5", 2.459)
+    assert not agrees("83", 82.4) and not agrees("0.89", 0.8849) and not agrees("2.5", 2.44)
