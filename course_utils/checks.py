@@ -139,9 +139,9 @@ def beta_prediction(prediction: float, low: float, high: float, drift: dict[floa
             "(num_train_epochs) and measure again."
         )
     assert prediction == low, (
-        f"β = {low} lets the policy drift further. β multiplies the log-ratios inside σ: with a large β a small move "
-        "away from the reference already saturates σ, the pair's gradient fades and it stops pulling; with a small "
-        f"β it keeps pulling until the policy has moved much further. {measured}"
+        f"β = {low} lets the policy drift further. β multiplies the log-ratios inside σ: a large β pulls harder at "
+        "first, but a small move away from the reference already saturates σ and the pair stops pulling; a small β "
+        f"keeps pulling until the policy has moved much further. {measured}"
     )
     mark = "✅" if further == low else "✅ Your prediction follows the loss, but ⚠️ the run disagrees."
     print(f"{mark} β = {low} lets the policy drift further. {measured}")
@@ -280,7 +280,7 @@ def lambdas(values: Sequence[float], prediction: str) -> bool:
     assert not wrong, f"LAMBDAS holds {wrong!r}: each λ is a number (0.1, not '0.1')."
     assert len(values) >= 3, f"{list(values)}: choose at least three values, to see a trend."
     assert all(v >= 0 for v in values), f"{list(values)}: λ weighs a loss term, so it is 0 or more."
-    assert 0 in values, f"{list(values)}: include 0, plain SFT on the chosen replies, as the baseline."
+    assert 0 in values, f"{list(values)}: include 0, the NLL term alone, as the baseline."
     assert len(set(values)) == len(values), f"{list(values)}: each value once."
     assert prediction in ("rises", "falls"), f"PREDICTION = {prediction!r}: answer 'rises' or 'falls'."
     print(f"✅ λ in {sorted(values)}; you predict the held-out NLL {prediction} as λ grows. Run the sweep to see.")

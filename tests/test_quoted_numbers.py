@@ -88,10 +88,35 @@ QUOTES = [
 ]
 
 
+DPO_NB = "2_preference_alignment/notebooks/dpo_finetuning_example.ipynb"
+ORPO_NB = "2_preference_alignment/notebooks/orpo_finetuning_example.ipynb"
+SWEEP = {row["lambda"]: row["nll"] for row in MEASURED["orpo"]["sweep"]}
+LORA = MEASURED["dpo"]["full_vs_lora"]
+QUOTES += [
+    (DPO_NB, r"`eval_rewards/accuracies` \(" + NUMBER, MEASURED["dpo"]["eval_rewards_accuracies"]),
+    (DPO_NB, r"against our " + NUMBER, MEASURED["dpo"]["preference_accuracy_after"]),
+    (DPO_NB, r"used more memory \(" + NUMBER, LORA["lora"]["peak_memory_mb"]),
+    (DPO_NB, r"used more memory \(\d+ against " + NUMBER, LORA["full"]["peak_memory_mb"]),
+    (DPO_NB, r"the model is " + NUMBER + " MB in fp32", TINY["parameters"] * 4 / 1e6),
+    (ORPO_NB, r"NLL fell from " + NUMBER + r" at λ = 0\b", SWEEP[0.0]),
+    (ORPO_NB, r" to " + NUMBER + r" at λ = 0.1", SWEEP[0.1]),
+    (ORPO_NB, r"then rose to " + NUMBER, SWEEP[1.0]),
+    (ORPO_NB, r"for SmolLM2-135M, " + NUMBER + r" GB in fp32", SMOLLM2_PARAMETERS * 4 / 1e9),
+]
+
+
+def prose(file: str) -> str:
+    """The file's text, or a notebook's Markdown cells, on one line (a sentence may wrap)."""
+    text = (ROOT / file).read_text(encoding="utf-8")
+    if file.endswith(".ipynb"):
+        cells = json.loads(text)["cells"]
+        text = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+    return " ".join(text.split())
+
+
 @pytest.mark.parametrize(("file", "pattern", "expected"), QUOTES, ids=lambda v: v if "/" in str(v) else None)
 def test_quoted_number_is_what_its_source_measured(file, pattern, expected):
-    text = " ".join((ROOT / file).read_text(encoding="utf-8").split())  # a sentence may wrap
-    found = re.search(pattern, text)
+    found = re.search(pattern, prose(file))
     assert found, f"{file} no longer says {pattern!r}: update the quote here with the sentence"
     assert agrees(found[1], expected), f"{file} quotes {found[1]} where its source now gives {expected:.4g}"
 
