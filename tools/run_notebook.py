@@ -62,21 +62,30 @@ def numerics(cpuinfo: str | None = None) -> str:
 
 
 # COURSE_SMOKE=1 (the tests' hub and local runs): the profile reads a few rows (`course_utils.profiles.smoke`), and
-# this cell, run before the notebook's first cell, makes every trainer stop after two optimizer steps of two pairs.
-# The notebook's own recipe is otherwise what runs: its learning rate, β or λ, schedule and max_length.
+# this cell, run before the notebook's first cell, caps every trainer to two optimizer steps of two pairs of at most
+# 128 tokens (and the ORPO notebook's long-prompt filter to the same length), as the trainer is built. The notebook's
+# own recipe is otherwise what runs: its learning rate, β or λ, schedule and warm-up.
 SMOKE_CELL = """\
-from transformers import Trainer as _Trainer
+from trl import DPOTrainer, SFTTrainer
+from trl.experimental.orpo import ORPOTrainer
 
-_init = _Trainer.__init__
-
-
-def _two_steps(self, *args, **kwargs):
-    kwargs["args"].max_steps, kwargs["args"].per_device_train_batch_size = 2, 2
-    kwargs["args"].gradient_accumulation_steps = 1
-    _init(self, *args, **kwargs)
+from course_utils import data
 
 
-_Trainer.__init__ = _two_steps
+def _two_short_steps(init):
+    def capped(self, *args, **kwargs):
+        settings = kwargs["args"]
+        settings.max_steps, settings.per_device_train_batch_size, settings.gradient_accumulation_steps = 2, 2, 1
+        settings.max_length = min(settings.max_length, 128)
+        init(self, *args, **kwargs)
+
+    return capped
+
+
+for _trainer in (DPOTrainer, ORPOTrainer, SFTTrainer):
+    _trainer.__init__ = _two_short_steps(_trainer.__init__)
+_drop_long_prompts = data.drop_long_prompts
+data.drop_long_prompts = lambda rows, tokenizer, max_length: _drop_long_prompts(rows, tokenizer, min(max_length, 128))
 """
 
 
@@ -158,6 +167,15 @@ class ProgressClient(NotebookClient):
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
 
+def with_run_cells(nb: nbformat.NotebookNode, env: dict[str, str]) -> nbformat.NotebookNode:
+    """`nb` with the cells `env` asks for first: smoke caps (COURSE_SMOKE), strict warnings (COURSE_WARNINGS)."""
+    if smoke_run(env):
+        nb.cells.insert(0, nbformat.v4.new_code_cell(SMOKE_CELL))
+    if env.get("COURSE_WARNINGS") == "error":
+        nb.cells.insert(0, nbformat.v4.new_code_cell(STRICT_CELL))
+    return nb
+
+
 def unsolved_report(nb: nbformat.NotebookNode) -> tuple[list[str], list[str]]:
     """After a learner run: the reminders of unsolved exercises, and the errors no unsolved exercise explains."""
     reminders, errors, waiting = [], [], False
@@ -192,10 +210,7 @@ def execute(
     folder = NOTEBOOK_DIR / "exercises" if learner else NOTEBOOK_DIR
     nb = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
     kernel_env = {**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})}
-    if smoke_run(kernel_env):
-        nb.cells.insert(0, nbformat.v4.new_code_cell(SMOKE_CELL))
-    if kernel_env.get("COURSE_WARNINGS") == "error":
-        nb.cells.insert(0, nbformat.v4.new_code_cell(STRICT_CELL))
+    with_run_cells(nb, kernel_env)
     resources = {"metadata": {"path": str(folder)}}
     client = ProgressClient(nb, timeout=None, resources=resources, echo=echo, allow_errors=learner)
     started = time.time()
