@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))  # the repository: course_utils
 
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback, set_seed  # noqa: E402
@@ -38,15 +39,11 @@ from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
 from course_utils import cost, tiny_model  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
-from tools import recipes  # noqa: E402
 
-# The batch the hub recipe trains with (the DPO notebook's section 5): 16 pairs per optimizer update.
-HUB_BATCH = {
-    key: value
-    for key, value in recipes.settings("dpo_finetuning_example.ipynb", "DPOConfig")["hub"].items()
-    if key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps")
-    or key == "activation_checkpointing"
-}
+# The batch the hub recipe trains with: train.py's config, which the tests hold equal to the DPO notebook's hub row.
+CONFIG = yaml.safe_load((ROOT / "2_preference_alignment" / "scripts" / "configs" / "dpo_hub.yaml").read_text())
+BATCH = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "warmup_steps")
+HUB_BATCH = {key: CONFIG[key] for key in (*BATCH, "activation_checkpointing")}
 
 RESULTS = ROOT / "benchmarks" / "results"
 # The original module's DPO batch and length (smol-course, 2_preference_alignment/notebooks/dpo_finetuning_example.ipynb

@@ -24,6 +24,12 @@ def test_the_orpo_notebooks_sft_dpo_trains_with_the_dpo_notebooks_recipes():
     assert recipes.settings(ORPO, "sft_settings")["offline"] == recipes.settings(DPO, "warm_start")["offline"]
 
 
+def test_sft_before_dpo_makes_as_many_passes_as_orpo():
+    # benchmarks/t4_estimate.py counts the SFT stage's epochs as ORPO's: the comparison gives both the same passes.
+    sft, orpo = recipes.settings(ORPO, "sft_settings"), recipes.settings(ORPO, "ORPOConfig")
+    assert sft["hub"]["num_train_epochs"] == orpo["hub"]["num_train_epochs"]
+
+
 def test_a_hidden_knob_is_refused():
     module = ast.parse('settings = {"beta": 0.1}\nDPOConfig(beta=settings["beta"], learning_rate=1e-6)')
     bound = recipes.bindings(module)
