@@ -283,7 +283,8 @@ def lambdas(values: Sequence[float], prediction: str) -> bool:
     assert 0 in values, f"{list(values)}: include 0, the NLL term alone, as the baseline."
     assert len(set(values)) == len(values), f"{list(values)}: each value once."
     assert prediction in ("rises", "falls"), f"PREDICTION = {prediction!r}: answer 'rises' or 'falls'."
-    print(f"✅ λ in {sorted(values)}; you predict the held-out NLL {prediction} as λ grows. Run the sweep to see.")
+    print(f"✅ λ in {sorted(values)}; you predict the held-out NLL at your largest λ {prediction} against λ = 0.")
+    print("Run the sweep to see.")
     return True
 
 

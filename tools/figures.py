@@ -1,11 +1,11 @@
 """The lessons' figures and measured tables, drawn from the notebooks' runs by the course's own code.
 
-Run `make exercise` (both notebooks, offline), then `python tools/figures.py` (`make figures`): it writes the
-images and `measured.json` under `2_preference_alignment/images/` and the tables between `<!-- measured:… -->`
-markers in the lessons and the notebooks' Markdown. `python tools/figures.py --tables` rewrites only the tables,
-from the committed `measured.json` and `benchmarks/results/`: the scripts and benchmarks only write JSON, and
-`make bench` and `make real` run it after them. Tests check that the committed tables match `measured.json` and that
-its numbers match every fresh run.
+Run `make solutions` or `make measure` (both notebooks, offline), then `python tools/figures.py` (`make figures`): it
+writes the images and `measured.json` under `2_preference_alignment/images/` and the tables between
+`<!-- measured:… -->` markers in the lessons and the notebooks' Markdown. `python tools/figures.py --tables`
+(`make tables`) rewrites only the tables, from the committed `measured.json` and `benchmarks/results/`: the scripts
+and benchmarks only write JSON, and nothing a learner runs rewrites a lesson. Tests check that the committed tables
+match `measured.json` and that its numbers match every fresh run.
 
 A maintainer's tool: it reads and writes the repository's folders, so it is not in the `course_utils` package that
 learners install.
