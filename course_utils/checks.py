@@ -1,7 +1,8 @@
 """The notebooks' exercise checks: each says whether your answer is right and, when it is not, what went wrong.
 
 A check prints ✅ and returns True for a right answer, prints a reminder and returns False while the exercise still
-raises `NotImplementedError`, and raises `AssertionError` with the reason for a wrong one.
+raises `NotImplementedError`, and raises `AssertionError` with the reason for a wrong one. A prediction graded by
+the learner's own measurement (`nll_prediction`) is not code that can be wrong: it prints ❌ and returns False.
 """
 
 from __future__ import annotations
