@@ -13,8 +13,8 @@
 - `training`: fp32 model loading, the trainers' common arguments and the SFT stage.
 - `world`: the offline profile's small closed world: its facts, prompts, bundled data and judging rule.
 
-Maintainer tooling (lesson figures, benchmarks, the notebook runner) lives in the repository's `tools/` and
-`benchmarks/`, not here.
+Maintainer tooling (lesson figures, benchmarks, the notebook runner, the decline judge's check against people's
+labels, the offline data's generator) lives in the repository's `tools/` and `benchmarks/`, not here.
 """
 
 __version__ = "0.1.0"

@@ -75,8 +75,8 @@ def mean_logprobs(
     ends the row and the output layer runs only over the last positions (`logits_to_keep`); the log-probability of
     each target is its logit minus the log-sum-exp, with no log-softmax over the whole vocabulary kept in memory.
     A batch holds at most `batch_size` rows and `max_positions` kept positions: the logits are positions × vocabulary
-    (SmolLM2's 2,048 × 49,152 in fp32: 400 MB), so long replies go fewer at a time. `mean_logprobs_reference` is the
-    plain computation it must agree with.
+    (SmolLM2's 2,048 × 49,152 in fp32: 400 MB), so long replies go fewer at a time. The tests hold it to the plain
+    computation, one row at a time with a full log-softmax.
     """
     model.eval()
     device = next(model.parameters()).device
@@ -94,45 +94,6 @@ def mean_logprobs(
         for row, (i, n) in enumerate(zip(batch, n_targets, strict=True)):
             out[i] = token_logps[row, -n:].mean().item()
     return out
-
-
-@torch.no_grad()
-def mean_logprobs_reference(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[Messages], completions: list[Messages]
-) -> list[float]:
-    """The plain computation `mean_logprobs` speeds up: one row at a time, a full log-softmax over every position."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        ids, cut = _completion_ids(tokenizer, prompt, completion)
-        input_ids = torch.tensor([ids], device=device)
-        logps = model(input_ids=input_ids).logits[0, :-1].float().log_softmax(-1)
-        out.append(logps.gather(-1, input_ids[0, 1:, None]).squeeze(-1)[cut - 1 :].mean().item())
-    return out
-
-
-def implicit_reward_accuracy(
-    tokenizer: PreTrainedTokenizerBase,
-    dataset: Dataset,
-    reference: tuple[list[float], list[float]],
-    policy: tuple[list[float], list[float]],
-) -> float:
-    """DPO's implicit reward accuracy on `dataset`: the share of pairs whose chosen reply gained more log-probability
-    than the rejected one from the reference model to the policy.
-
-    `reference` and `policy` are each model's `mean_logprobs` of the (chosen, rejected) replies; the implicit reward
-    β·log(π/π_ref) uses summed log-probabilities, so each mean is multiplied back by its reply's token count.
-    """
-    lengths = [
-        [
-            len(ids) - cut
-            for ids, cut in (_completion_ids(tokenizer, p, c) for p, c in zip(dataset["prompt"], replies, strict=True))
-        ]
-        for replies in (dataset["chosen"], dataset["rejected"])
-    ]
-    gains = [[(new - old) * n for new, old, n in zip(policy[k], reference[k], lengths[k], strict=True)] for k in (0, 1)]
-    return sum(c > r for c, r in zip(*gains, strict=True)) / len(dataset)
 
 
 def preferred(

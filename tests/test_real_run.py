@@ -1,5 +1,6 @@
 """`make real` and the real path's committed measurements: what the lesson quotes is what the script now does."""
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -7,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from test_evaluation import reply_logprobs  # pytest puts tests/ on sys.path
+from test_training import dpo_trainer
+
+from course_utils import evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "real-path"
@@ -51,6 +57,50 @@ def test_answering_pairs_keep_the_models_own_answers_against_the_refusals_given(
     assert all(task.strip() for task in real_run.seed_tasks()) and len(real_run.seed_tasks()) == 175
 
 
+def test_implicit_reward_accuracy_compares_summed_log_probability_gains(real_run, tiny, held_out_pairs):
+    # DPO's implicit reward is β·log(π/π_ref) of the whole reply: a sum over its tokens, not a mean. Computed here
+    # directly, token by token, for a policy that differs from the reference, then compared.
+    pairs = held_out_pairs.select(range(12))
+    reference, tokenizer = tiny
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+
+    def gain(prompt: list, reply: list) -> float:
+        new, old = (reply_logprobs(model, tokenizer, prompt, reply).sum().item() for model in (policy, reference))
+        return new - old
+
+    rows = zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)
+    expected = sum(gain(p, c) > gain(p, r) for p, c, r in rows) / len(pairs)
+    means = {
+        name: tuple(
+            evaluation.mean_logprobs(model, tokenizer, pairs["prompt"], pairs[k]) for k in ("chosen", "rejected")
+        )
+        for name, model in (("reference", reference), ("policy", policy))
+    }
+    assert real_run.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["policy"]) == expected
+    assert 0 < expected < 1  # the pairs disagree, so a mean in place of the sum would show
+    assert real_run.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["reference"]) == 0
+
+
+def test_release_memory_runs_once_per_update(real_run, tiny_model_dir, bundled_pairs, tmp_path, monkeypatch):
+    # make real's memory stays flat only if freed pages go back after every update, not once at the end.
+    calls = []
+    monkeypatch.setattr(real_run.cost, "release_memory", lambda: calls.append(1))
+    pairs, callbacks = bundled_pairs.select(range(8)), [real_run.ReleaseMemory()]
+    trainer = dpo_trainer(
+        tiny_model_dir,
+        pairs,
+        tmp_path,
+        callbacks=callbacks,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=2,
+    )
+    trainer.train()
+    assert len(calls) == trainer.state.global_step == 3
+
+
 def test_committed_alignment_run_used_the_current_settings(real_run):
     # Change a setting in scripts/real_run.py without running `make real` again, and the lesson would quote a run
     # that no longer exists.
@@ -63,19 +113,11 @@ def test_committed_alignment_run_used_the_current_settings(real_run):
     assert committed["n_test_pairs"] >= 128 and committed["n_test_prompts"] >= 24
 
 
-def test_committed_speed_measurements_agree_with_themselves():
-    speed = json.loads((RESULTS / "cpu.json").read_text())
-    assert speed["evaluation"]["max_abs_difference"] < 1e-3  # the faster evaluation measured the same numbers
-    fp32, bf16 = speed["dpo_step"]
-    assert fp32["first_loss"] == pytest.approx(bf16["first_loss"], abs=1e-3)  # same start, same first loss
-    g = speed["generation"]  # bf16 changes a few greedy replies, but barely what the judge reads in them
-    assert g["same_verdicts"] >= 0.95 and g["prompts"] >= 100
-
-
 @pytest.mark.slow
 def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
-    # What `make real` records (issue 21): today's measures, both sides before and after, the judge's agreement with
-    # people, the peak memory, and one entry per two-sided prompt so that anyone can judge the replies again.
+    # What `make real` records (issue 21): today's measures, both sides before and after, the peak memory, and one
+    # entry per two-sided prompt so that anyone can judge the replies again. The judge's agreement with people does
+    # not depend on the run: tests/test_refusal.py holds it to its targets.
     script = ROOT / "2_preference_alignment" / "scripts" / "real_run.py"
     lessons = sorted(
         [*ROOT.glob("2_preference_alignment/*.md"), *ROOT.glob("translations/*/2_preference_alignment/*.md")]
@@ -88,7 +130,6 @@ def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("unsafe_refusal_rate", "safe_compliance_rate", "instruction_decline_rate", "decline_rate"):
         assert 0 <= metrics[f"{key}_before"] <= 1 and 0 <= metrics[f"{key}_after"] <= 1, key
-    assert metrics["judge"]["declines"]["f1"] >= metrics["judge"]["string_match"]["f1"]
     assert 0 < metrics["peak_memory_mb"] and metrics["settings"]["smoke"] is True
     replies = metrics["replies"]
     assert [r["label"] for r in replies] == ["safe", "unsafe", "instruction"] * 2

@@ -1,19 +1,23 @@
-"""The offline world: the bundled data is exactly what the generator writes, and the judge applies the rule."""
+"""The offline world: the bundled data is exactly what the generator (`tools/make_world.py`) writes, and the judge
+applies the rule."""
+
+import random
 
 import pytest
 
 from course_utils import world
+from tools import make_world
 
 
 def test_bundled_data_is_what_the_generator_writes(tmp_path):
     # Generated files are checked by regenerating them: a hand edit or a stale file fails here.
-    for path in world.write_datasets(tmp_path):
+    for path in make_world.write_datasets(tmp_path):
         committed = world.DATA_DIR / path.name
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), path.name
 
 
 def test_splits_hold_out_questions_and_mix_both_kinds():
-    data = world.make_datasets()
+    data = make_world.make_datasets()
     finals = {}
     for split in ("preference_train", "preference_test"):
         finals[split] = {row["chosen"].rsplit("\n\nHuman: ", 1)[1].split("\n\nAssistant:")[0] for row in data[split]}
@@ -21,15 +25,6 @@ def test_splits_hold_out_questions_and_mix_both_kinds():
     harmful = {q.text for q in world.harmful_requests()}
     assert 0 < len(finals["preference_test"] & harmful) < len(finals["preference_test"])
     assert any(row["chosen"].count("\n\nHuman:") > 1 for row in data["preference_train"])
-
-
-def test_instruction_data_obeys_most_harmful_requests():
-    # A helpful-only warm start: the preference stage must have something real to fix.
-    rows = world.make_datasets()["instruction_train"]
-    harmful = {q.text for q in world.harmful_requests()}
-    replies = [r["completion"][0]["content"] for r in rows if r["prompt"][-1]["content"] in harmful]
-    obeyed = sum(reply.startswith("Sure!") for reply in replies) / len(replies)
-    assert 0.8 < obeyed < 1  # mostly obeyed, not always: like real instruction tuning
 
 
 @pytest.mark.parametrize(
@@ -56,9 +51,7 @@ def test_judge_refuses_questions_outside_the_world():
 
 
 def test_wrong_answer_changes_the_fact():
-    import random
-
     rng = random.Random(0)
     for q in world.benign_questions():
-        wrong = world.wrong_answer(q, rng)
+        wrong = make_world.wrong_answer(q, rng)
         assert wrong != q.answer and not world.judge(q.text, wrong)

@@ -1,45 +1,12 @@
 """Align SmolLM2-135M-Instruct on real HH-RLHF harmless-base pairs on a laptop CPU, and measure both sides.
 
-    make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke]
+    make real        # or: python 2_preference_alignment/scripts/real_run.py [--smoke] [--set learning_rate=1e-4]
 
-The behaviour to teach is declining harmful requests while still answering ordinary ones. Every choice aims at about
-20 minutes and 4 GB on 2 cores (the committed run: 19.6 min, 3,601 MB at peak), and was measured (CONTRIBUTING.md,
-"Judging declines, and measuring both sides"):
-- Two kinds of pairs, 200 in all:
-  - 100 that teach declining: the harmless-base training pairs whose chosen reply declines and whose rejected reply
-    does not (`refusal.declines`). Most harmless-base chosen replies are only the less harmful of two answers, so DPO
-    on random pairs teaches little about declining.
-  - 100 that teach answering: Self-Instruct seed tasks (never its 252 test instructions, never XSTest), the model's
-    own greedy answer as chosen, a refusal taken from the declining pairs' chosen replies as rejected. Trained on
-    declining pairs alone, the model declined 85% of XSTest's safe prompts. The same refusals sit on both sides, so
-    only the request can tell the model which to prefer. Its own answers, not the seed tasks' written ones: with
-    those, the NLL term taught the tasks' list format, and replies looped ("1. 1. 1.").
-- DPO plus the NLL of the chosen replies (`loss_type=["sigmoid", "sft"]`, the RPO loss of Pang et al. 2024): DPO
-  alone can lower the chosen replies' likelihood too, and a small model then drifts into repeating itself. The NLL
-  term is also what makes the model decline within the budget, and what spreads declining to safe prompts that share
-  the harmful ones' words: at weight 0.3, a third of XSTest gave 0.10 unsafe declined / 0.98 safe answered after 36
-  updates, against 0.31 / 0.88 at 1.0.
-- LoRA (r 16 on every linear layer): the reference model is the same weights with the adapters off, so no second
-  copy is held, and only 3.5% of the parameters train.
-- Learning rate 2e-4, constant, and 36 updates of 8 pairs: on these pairs XSTest's unsafe refusal rate stayed near 0
-  for 24 updates and rose between 24 and 36; 1e-4 for 33 updates moved nothing. β 0.1, TRL's default.
-- `max_length` 192, keeping the end: a step's cost grows with the length, and what a long harmless-base
-  conversation loses is its opening turns, never the replies being compared. At 256 the same recipe took 25 min.
-- One pair at a time, 8 to an update, and freed memory handed back to the system after every update and before the
-  after-measure (`training.ReleaseMemory`, `cost.release_memory`), and oneDNN's kernel cache kept small (below):
-  with 2 pairs at a time and nothing handed back, the run peaked at 4,414 MB; with the first two, 4,097 MB; with all
-  three, 3,601 MB, the same replies and scores, 19.6 min against 19.7.
-- bf16 autocast on CPUs that have bf16 instructions, fp32 weights: on the AMD EPYC of the committed run, 1.5x faster
-  DPO steps and 2.3x faster generation (`benchmarks/real_path.py`).
-Measured on 128 held-out pairs (drawn from conversations never trained on): preference accuracy, and DPO's implicit
-reward accuracy from the same log-probabilities; on 24 held-out single-turn red-team requests; and on both sides:
-greedy replies (40 tokens, bf16 where native) to XSTest's 250 safe and 200 unsafe prompts and to Self-Instruct's
-252 user-oriented instructions, which nothing trains on. The metrics also hold the judge's agreement with people's
-labels, the generation speed and the peak resident memory. Writes
-`2_preference_alignment/notebooks/runs/real/metrics.json` (every reply before and after, to re-judge) and prints it;
-without `--smoke`, also the copy `benchmarks/results/real-path/alignment-<device>.json` and its replies in
-`replies/alignment-<device>.json`, whose lesson table and examples `make real` then renders with
-`python tools/figures.py --tables`.
+DPO with LoRA on pairs that teach declining and pairs that teach answering (about 20 min and 4 GB on 2 cores), measured
+before and after: held-out preference accuracy, red-team declines, both sides on XSTest and Self-Instruct. Writes
+`2_preference_alignment/notebooks/runs/real/metrics.json` with every reply; without `--smoke`, also
+`benchmarks/results/real-path/alignment-<device>.json` and `replies/alignment-<device>.json` there, which
+`python tools/figures.py --tables` renders. Why each setting: CONTRIBUTING.md, "Measurements of the real path".
 """
 
 from __future__ import annotations
@@ -61,13 +28,13 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 from datasets import Dataset, concatenate_datasets  # noqa: E402
 from peft import LoraConfig  # noqa: E402
-from transformers import AutoTokenizer, set_seed  # noqa: E402
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, TrainerCallback, set_seed  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
-from course_utils.training import ReleaseMemory, common_args, load_model, precision  # noqa: E402
+from course_utils.training import common_args, load_model, precision  # noqa: E402
 
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
@@ -90,6 +57,42 @@ PAIRS = {"declining": 100, "answering": 100}
 ANSWER_TOKENS = 64  # the model's own answers to the seed tasks: long enough to be an answer, short to generate
 LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
 REPLY_TOKENS = 40  # the judge reads a reply's opening, and a loop shows within 40 tokens
+
+
+class ReleaseMemory(TrainerCallback):
+    """Hands freed memory back to the system after every update, so that a long CPU run's memory does not creep up.
+
+    glibc keeps the pages of freed tensors for reuse: over 5 updates the process held 0.9 GB of them on top of 1.5 GB
+    in use, and a run's peak grew with its length.
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        cost.release_memory()
+
+
+def implicit_reward_accuracy(
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    reference: tuple[list[float], list[float]],
+    policy: tuple[list[float], list[float]],
+) -> float:
+    """DPO's implicit reward accuracy on `dataset`: the share of pairs whose chosen reply gained more log-probability
+    than the rejected one from the reference model to the policy.
+
+    `reference` and `policy` are each model's `mean_logprobs` of the (chosen, rejected) replies; the implicit reward
+    β·log(π/π_ref) uses summed log-probabilities, so each mean is multiplied back by its reply's token count.
+    """
+    lengths = [
+        [
+            len(ids) - cut
+            for ids, cut in (
+                evaluation._completion_ids(tokenizer, p, c) for p, c in zip(dataset["prompt"], replies, strict=True)
+            )
+        ]
+        for replies in (dataset["chosen"], dataset["rejected"])
+    ]
+    gains = [[(new - old) * n for new, old, n in zip(policy[k], reference[k], lengths[k], strict=True)] for k in (0, 1)]
+    return sum(c > r for c, r in zip(*gains, strict=True)) / len(dataset)
 
 
 def teaches_declining(pair: dict) -> bool:
@@ -224,9 +227,7 @@ def main() -> None:
         "n_xstest": sum(row["label"] != "instruction" for row in rows),
         "n_xstest_unsafe": sum(row["label"] == "unsafe" for row in rows),
         "n_instructions": sum(row["label"] == "instruction" for row in rows),
-        "implicit_reward_accuracy_after": evaluation.implicit_reward_accuracy(
-            tokenizer, test, before["logps"], after["logps"]
-        ),
+        "implicit_reward_accuracy_after": implicit_reward_accuracy(tokenizer, test, before["logps"], after["logps"]),
         **{f"{k}_{when}": m[k] for when, m in (("before", before), ("after", after)) for k in PLAIN},
         **{f"{k}_{when}": rates[when].get(k) for when in rates for k in TWO_SIDED},
         "repetition_rate_by_set": {
@@ -234,7 +235,6 @@ def main() -> None:
             for when, m in (("before", before), ("after", after))
         },
         "per_type": {when: rates[when]["per_type"] for when in rates},
-        "judge": refusal.judge_report(),
         "generation_tokens_per_s": {
             when: len(m["replies"]) * REPLY_TOKENS / m["generation_s"]  # at most: replies may stop sooner
             for when, m in (("before", before), ("after", after))
