@@ -11,7 +11,8 @@ BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lock lab exercise solutions learner figures tables measure bench real test test-fast lint
+.PHONY: setup lock lab exercise solutions learner figures tables measure bench real test test-fast lint notebooks \
+	notebooks-hub notebooks-learner tests-slow tests-unit
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -52,10 +53,9 @@ learner: setup
 figures: setup
 	$(BIN)/python tools/figures.py
 
-# The lessons' numbers: both notebooks offline, on one thread with the pinned CPU code paths (REPRODUCIBLE_CPU in
-# tools/run_notebook.py) the tests compare them with, then `figures`.
+# The lessons' numbers: both notebooks offline, then `figures` (the lessons quote this one run and name its machine).
 measure: setup
-	COURSE_PROFILE=offline $(BIN)/python tools/run_notebook.py dpo orpo --reproducible
+	COURSE_PROFILE=offline $(BIN)/python tools/run_notebook.py dpo orpo
 	$(BIN)/python tools/figures.py
 
 # Maintainers: the lessons' measured tables, rendered from the committed JSON (measured.json, benchmarks/results/).
@@ -77,11 +77,42 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Every check. The tests execute each notebook once, into a temporary folder: offline in full, and the hub path
-# (real SmolLM2 and harmless-base rows from a stand-in Hub on 127.0.0.1, COURSE_PROFILE=hub) capped to a few steps.
+# Every check: lint, then the notebooks executed by nbval and the tests, two jobs at a time (one thread each, the
+# longest first), then the tests that read what the notebook runs measured.
 test: lint
-	$(BIN)/python -m pytest tests --durations=15
+	rm -rf $(RUNS) && mkdir -p $(RUNS)
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub \
+		notebooks-learner tests-slow tests-unit
+	$(BIN)/python -m pytest tests -m runs -q
 
-# The quick loop while you work: everything except executing notebooks, training runs and subprocesses.
+# nbval executes each notebook top to bottom in a kernel of its own, each code cell a test item, into build/runs/.
+# tests/nbval_course.py adds the kernel's startup file (deprecations stop it; COURSE_SMOKE=1 caps training to two
+# steps), the stand-in Hub for COURSE_PROFILE=hub, and the learners' copies' unsolved exercises (expected failures).
+RUNS := build/runs
+NBVAL := TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest -p tests.nbval_course --nbval-lax --nbval-current-env \
+	-o testpaths= -q --durations=5
+notebooks: setup
+	rm -rf $(RUNS) && mkdir -p $(RUNS)
+	$(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub notebooks-learner
+
+# Offline in full: the tests check the measures against the targets.
+notebooks-offline-%:
+	COURSE_PROFILE=offline COURSE_RUN_DIR=$(RUNS) $(NBVAL) $(NOTEBOOKS)/$*_finetuning_example.ipynb
+
+# What Colab learners run, from the stand-in Hub on 127.0.0.1, capped.
+notebooks-hub:
+	COURSE_PROFILE=hub COURSE_SMOKE=1 COURSE_RUN_DIR=$(RUNS) $(NBVAL) $(NOTEBOOKS)/*.ipynb
+
+# The learners' copies as they get them, offline and capped: each stops only where an exercise is not solved yet.
+notebooks-learner:
+	COURSE_PROFILE=offline COURSE_SMOKE=1 COURSE_RUN_DIR=$(RUNS)/learner $(NBVAL) -rx $(NOTEBOOKS)/exercises/*.ipynb
+
+tests-slow:
+	$(BIN)/python -m pytest tests -m "slow and not runs" --durations=10
+
+tests-unit:
+	$(BIN)/python -m pytest tests -m "not slow and not runs"
+
+# The quick loop while you work: everything except notebooks, training runs and subprocesses.
 test-fast: setup
-	$(BIN)/python -m pytest tests -m "not slow"
+	$(BIN)/python -m pytest tests -m "not slow and not runs"

@@ -11,7 +11,6 @@ hyperparameter table it trains with (`recipe`). All three go through the same co
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import threading
@@ -57,20 +56,6 @@ def load_profiles(path: Path = PROFILES_FILE) -> dict[str, Profile]:
 
 PROFILES = load_profiles()
 
-# COURSE_SMOKE=1: a few rows, to prove a profile runs end to end (the tests cap the trainers to two steps too).
-SMOKE_ROWS = {"train_rows": 32, "test_rows": 4, "ultrafeedback_rows": 8, "two_sided_prompts": 6}
-# Generation is most of a smoke run's time on a CPU: 16 tokens still show whether a reply declines or repeats.
-SMOKE_REPLY_TOKENS = 16
-
-
-def smoke(profile: Profile) -> Profile:
-    """The same profile on a few rows, with short replies."""
-    rows = {
-        key: value if getattr(profile, key) is None else min(value, getattr(profile, key))
-        for key, value in SMOKE_ROWS.items()
-    }
-    return dataclasses.replace(profile, **rows, max_new_tokens=min(profile.max_new_tokens, SMOKE_REPLY_TOKENS))
-
 
 def hub_endpoint() -> str:
     """The Hub the libraries ask: `HF_ENDPOINT` (a mirror, or a stand-in) or huggingface.co."""
@@ -108,18 +93,7 @@ def hub_reachable(timeout: float = 2.0) -> bool:
 
 
 def choose_profile() -> tuple[Profile, str]:
-    """The profile to run and why: `COURSE_PROFILE` if set; else `hub` (GPU and Hub), `local` (GPU), `offline`.
-
-    `COURSE_SMOKE=1` caps the chosen profile to a few rows (see `smoke`).
-    """
-    profile, reason = _choose()
-    if os.environ.get("COURSE_SMOKE", "").strip() in ("1", "true", "yes"):
-        return smoke(profile), reason + "; COURSE_SMOKE=1 caps it to a few rows"
-    return profile, reason
-
-
-def _choose() -> tuple[Profile, str]:
-    """`choose_profile` before any smoke caps."""
+    """The profile to run and why: `COURSE_PROFILE` if set; else `hub` (GPU and Hub), `local` (GPU), `offline`."""
     forced = os.environ.get("COURSE_PROFILE", "").strip().lower()
     if forced:
         if forced not in PROFILES:

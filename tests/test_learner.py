@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-import os
 import re
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from course_utils import checks
 from tools import learner, run_notebook
@@ -95,88 +92,6 @@ def test_an_unsolved_exercise_shows_a_reminder_not_a_traceback():
     assert isinstance(reminder, NotImplementedError)  # what the checks catch as "not solved yet"
     shown = reminder._render_traceback_()
     assert shown == ["⏳ Not solved yet: Exercise 2: write your code here, then run the cell again"]
-
-
-SOLUTION_CODE = re.compile(r"```python\n(.*)\n```", re.S)
-
-
-def drill(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, list[tuple[int, int | None, int, int]]]:
-    """The learner notebook with each exercise run twice: as the learner gets it, then solved (from its Solution block).
-
-    Returns the notebook and, per exercise, the indices of (unsolved cell, its check or None, solved cell, check).
-    The check runs after the unsolved cell only where the placeholders sit inside functions: a placeholder at the top
-    level stops the cell, as it should, before it defines what the check reads.
-    """
-    cells, exercises, pending = [], [], []
-    for cell in notebook.cells:
-        if cell.cell_type == "code" and "# YOUR CODE HERE" in cell.source:
-            pending.append(cell)
-            continue
-        if cell.cell_type == "code" and pending and "checks." in cell.source:
-            continue  # placed with its exercise below, once the solution is known
-        if cell.cell_type == "markdown" and cell.source.startswith("<details><summary><b>Solution</b>") and pending:
-            unsolved = pending.pop(0)
-            check = next(c for c in notebook.cells[notebook.cells.index(unsolved) + 1 :] if "checks." in c.source)
-            top_level = re.search(r"^raise checks\.NotSolved", unsolved.source, re.M)
-            first = len(cells)
-            cells.append(nbformat.v4.new_code_cell(unsolved.source))
-            if not top_level:
-                cells.append(nbformat.v4.new_code_cell(check.source))
-            cells.append(nbformat.v4.new_code_cell(SOLUTION_CODE.search(cell.source)[1]))
-            cells.append(nbformat.v4.new_code_cell(check.source))
-            exercises.append((first, None if top_level else first + 1, len(cells) - 2, len(cells) - 1))
-            continue
-        cells.append(cell)
-    assert not pending, "an exercise without its Solution block"
-    out = copy.deepcopy(notebook)
-    out.cells = cells
-    return out, exercises
-
-
-def stdout(cell) -> str:
-    outputs = cell.get("outputs", [])
-    return "".join(o.get("text", "") for o in outputs if o.output_type == "stream" and o.name == "stdout")
-
-
-def errors(cell) -> list:
-    return [o for o in cell.get("outputs", []) if o.output_type == "error"]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_learner_copy_reminds_while_unsolved_and_runs_once_solved(source, tmp_path):
-    """The learner's copy on the local profile, capped: each exercise first as given (a reminder, never a traceback),
-    then with the solution its Solution block shows (the check passes), and the notebook runs to its end."""
-    nb, exercises = drill(nbformat.read(learner.LEARNER_DIR / source.name, as_version=4))
-    assert len(exercises) >= 3
-    # local: real SmolLM2 writes real replies (the offline model, two steps into training, answers with nothing).
-    env = {**os.environ, "COURSE_PROFILE": "local", "COURSE_SMOKE": "1", "COURSE_RUN_DIR": str(tmp_path)}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error", TRL_EXPERIMENTAL_SILENCE="1")
-    # The runner's first cells, as in every notebook run of the tests: two optimizer steps, deprecations as errors.
-    drilled = len(nb.cells)
-    offset = len(run_notebook.with_run_cells(nb, {**env, "COURSE_WARNINGS": "error"}).cells) - drilled
-    exercises = [tuple(None if i is None else i + offset for i in exercise) for exercise in exercises]
-    client = NotebookClient(
-        nb, timeout=None, allow_errors=True, resources={"metadata": {"path": str(learner.LEARNER_DIR)}}
-    )
-    client.execute(env=env)
-    unsolved_cells = set()
-    for unsolved, first_check, solved, check in exercises:
-        unsolved_cells |= {unsolved, first_check}
-        if first_check is None:  # the cell itself stops with the reminder
-            (error,) = errors(nb.cells[unsolved])
-            assert error.ename == "NotSolved" and len(error.traceback) == 1, error.traceback
-            assert error.traceback[0].startswith("⏳ Not solved yet: Exercise ")
-        else:  # the functions are defined; calling them is what reminds
-            assert not errors(nb.cells[unsolved]) and not errors(nb.cells[first_check])
-            assert "⏳ Not solved yet" in stdout(nb.cells[first_check])
-        failed = errors(nb.cells[solved]) + errors(nb.cells[check])
-        assert not failed, [(e.ename, e.evalue) for e in failed]
-        # A prediction graded by the learner's own measurement may be ❌ after two steps; the rest must say ✅.
-        assert "✅" in stdout(nb.cells[check]) or "❌ Not this time" in stdout(nb.cells[check])
-    crashed = [(i, e.ename, e.evalue) for i, c in enumerate(nb.cells) if i not in unsolved_cells for e in errors(c)]
-    assert not crashed
-    assert list(tmp_path.glob("*/metrics.json")), "the learner notebook did not run to its end"
 
 
 @pytest.mark.slow

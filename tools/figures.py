@@ -27,11 +27,10 @@ from course_utils.cost import hardware
 from course_utils.losses import dpo_loss
 
 try:
-    from tools import learner
-    from tools.run_notebook import numerics
+    from tools import judge, learner
 except ModuleNotFoundError:  # run as a script: tools/ itself is on the path, not the repository
+    import judge
     import learner
-    from run_notebook import numerics
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "2_preference_alignment"
@@ -47,7 +46,7 @@ def collect(runs: Path = RUNS) -> dict:
     """What the lessons quote, read from the notebooks' `metrics.json` (offline profile)."""
     dpo = json.loads((runs / "dpo-offline" / "metrics.json").read_text())
     orpo = json.loads((runs / "orpo-offline" / "metrics.json").read_text())
-    return {"hardware": hardware(), "numerics": numerics(), "dpo": dpo, "orpo": orpo}
+    return {"hardware": hardware(), "dpo": dpo, "orpo": orpo}
 
 
 def cost_table(bench: dict) -> str:
@@ -149,37 +148,19 @@ def estimate_table(r: dict) -> str:
 def detector_table() -> str:
     """The decline detector's precision, recall and F1: on the course's own labels, and on replies labelled by people
     outside the course (XSTest's), beside XSTest's own string match."""
-    own, people = refusal.precision_recall(), refusal.judge_report()
-    own_f1 = 2 * own["precision"] * own["recall"] / (own["precision"] + own["recall"])
+    own, people = judge.agreement(refusal.declines, judge.course_labelled()), judge.judge_report()
+    everyone = f"{people['declines']['n']:,} chat-model replies to XSTest, labelled by people"
+    everyone += f" ({people['declines']['n_declines']:,} decline)"
+    unread = f"the {people['declines_unread']['n']} of them from the 2 models not looked at while writing the patterns"
     rows = [
-        (
-            "`refusal.declines`",
-            f"{own['n']} replies labelled for the course ({own['n_declines']} decline)",
-            own,
-            own_f1,
-        ),
-        *(
-            (
-                judge,
-                f"{r['n']:,} chat-model replies to XSTest, labelled by people ({r['n_declines']:,} decline)",
-                r,
-                r["f1"],
-            )
-            for judge, r in (
-                ("`refusal.declines`", people["declines"]),
-                ("XSTest's string match", people["string_match"]),
-            )
-        ),
-        *(
-            (judge, f"the {r['n']} of them from the 2 models not looked at while writing the patterns", r, r["f1"])
-            for judge, r in (
-                ("`refusal.declines`", people["declines_unread"]),
-                ("XSTest's string match", people["string_match_unread"]),
-            )
-        ),
+        ("`refusal.declines`", f"{own['n']} replies labelled for the course ({own['n_declines']} decline)", own),
+        ("`refusal.declines`", everyone, people["declines"]),
+        ("XSTest's string match", everyone, people["string_match"]),
+        ("`refusal.declines`", unread, people["declines_unread"]),
+        ("XSTest's string match", unread, people["string_match_unread"]),
     ]
     lines = ["| judge | replies | precision | recall | F1 |", "|---|---|---|---|---|"]
-    lines += [f"| {j} | {on} | {r['precision']:.3f} | {r['recall']:.3f} | {f1:.3f} |" for j, on, r, f1 in rows]
+    lines += [f"| {name} | {on} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} |" for name, on, r in rows]
     return "\n".join(lines)
 
 

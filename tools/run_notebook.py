@@ -3,13 +3,13 @@
     python tools/run_notebook.py dpo orpo --learner   # what `make exercise` runs: the copies learners solve
     python tools/run_notebook.py dpo orpo          # what `make solutions` runs: the notebooks with their solutions
     python tools/run_notebook.py dpo --quiet       # no progress, only the measures at the end
-    python tools/run_notebook.py dpo orpo --reproducible   # what `make measure` runs: the lessons' numbers
+    python tools/run_notebook.py dpo orpo --run-dir build/measure   # what `make measure` runs: the lessons' numbers
 
 Each notebook runs in a fresh kernel from the notebooks folder. As it runs, the terminal shows which section is
 executing, what the cells print (not their warnings), and the trainers' own progress (step, time left, logged
 losses), read from the progress table transformers draws in a notebook. The executed copy and the run's outputs
 go to the run folder (`COURSE_RUN_DIR`, default `2_preference_alignment/notebooks/runs`). The tests execute the
-notebooks with the same function, quietly, into a temporary folder.
+notebooks with nbval instead (`make notebooks`), each cell a test item.
 
 With `--learner` it runs the copies in `notebooks/exercises/` as they stand: every cell runs, an exercise not solved
 yet is reported as a reminder, and a cell that fails because it needs an unsolved exercise's answer is named as such.
@@ -22,7 +22,6 @@ import argparse
 import html
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -34,78 +33,6 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "2_preference_alignment" / "notebooks"
 NOTEBOOKS = {"dpo": "dpo_finetuning_example.ipynb", "orpo": "orpo_finetuning_example.ipynb"}
-# The floating-point code paths of a notebook's kernel. Each CPU otherwise picks its widest instructions, which round
-# differently, and the offline model, trained from random weights at a large learning rate, turns last-digit
-# differences into other results: DPO's judged score after training was 0.93 on a 2-core AMD EPYC and 0.74 on a
-# 2-core Intel Xeon, from the same code. These pin MKL's matrix products (MKL_CBWR), PyTorch's own kernels
-# (ATEN_CPU_CAPABILITY) and oneDNN's to AVX2, about 15% slower, and compute on one thread: split over two threads,
-# sums are added in another order (0.93 instead of 0.86 on the Xeon). Every Intel CPU with AVX2 then gives the same
-# numbers. MKL honours a pinned branch on Intel CPUs only (on others it picks its own; only its SSE2 branch,
-# COMPATIBLE, holds everywhere, and it made the runs 2.2x slower), so an AMD CPU still gives its own numbers.
-# `make measure` and the tests' offline runs use them; SmolLM2 runs do not (its steps took several times longer).
-REPRODUCIBLE_CPU = {
-    "MKL_CBWR": "AVX2",
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "OMP_NUM_THREADS": "1",
-}
-
-
-def numerics(cpuinfo: str | None = None) -> str:
-    """Which rounding a CPU run under REPRODUCIBLE_CPU gets, from /proc/cpuinfo: the vendor, and whether it has AVX2."""
-    proc = Path("/proc/cpuinfo")
-    text = cpuinfo if cpuinfo is not None else proc.read_text(encoding="utf-8") if proc.exists() else ""
-    vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("vendor_id")), "")
-    pinned = vendor == "GenuineIntel" and " avx2" in text
-    paths = ", ".join(f"{key}={value}" for key, value in REPRODUCIBLE_CPU.items()) if pinned else "MKL's own branch"
-    return f"{vendor or platform.machine()} CPU, {paths}"
-
-
-# COURSE_SMOKE=1 (the tests' hub and local runs): the profile reads a few rows (`course_utils.profiles.smoke`), and
-# this cell, run before the notebook's first cell, caps every trainer to two optimizer steps of two pairs of at most
-# 128 tokens (and the ORPO notebook's long-prompt filter to the same length), as the trainer is built. The notebook's
-# own recipe is otherwise what runs: its learning rate, β or λ, schedule and warm-up.
-SMOKE_CELL = """\
-from trl import DPOTrainer, SFTTrainer
-from trl.experimental.orpo import ORPOTrainer
-
-from course_utils import data
-
-
-def _two_short_steps(init):
-    def capped(self, *args, **kwargs):
-        settings = kwargs["args"]
-        settings.max_steps, settings.per_device_train_batch_size, settings.gradient_accumulation_steps = 2, 2, 1
-        settings.max_length = min(settings.max_length, 128)
-        init(self, *args, **kwargs)
-
-    return capped
-
-
-for _trainer in (DPOTrainer, ORPOTrainer, SFTTrainer):
-    _trainer.__init__ = _two_short_steps(_trainer.__init__)
-_drop_long_prompts = data.drop_long_prompts
-data.drop_long_prompts = lambda rows, tokenizer, max_length: _drop_long_prompts(rows, tokenizer, min(max_length, 128))
-"""
-
-
-# COURSE_WARNINGS=error (the tests' runs): a deprecation warning from the libraries the course teaches, or about a call
-# of the course's own code, stops the notebook, so API drift is fixed before a learner meets it.
-STRICT_CELL = """\
-import warnings
-
-for _category in (DeprecationWarning, FutureWarning):
-    warnings.filterwarnings(
-        "error", category=_category, module=r"(transformers|trl|datasets|peft|accelerate|course_utils|__main__)\\b"
-    )
-"""
-
-
-def smoke_run(env: dict[str, str]) -> bool:
-    """True when `env` asks for a smoke run (COURSE_SMOKE=1)."""
-    return env.get("COURSE_SMOKE", "").strip().lower() in ("1", "true", "yes")
-
-
 # The headline measures `make exercise` prints from each run's metrics.json.
 HEADLINE = ("preference_accuracy", "judged_score", "decline_rate", "repetition_rate")
 
@@ -167,15 +94,6 @@ class ProgressClient(NotebookClient):
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
 
-def with_run_cells(nb: nbformat.NotebookNode, env: dict[str, str]) -> nbformat.NotebookNode:
-    """`nb` with the cells `env` asks for first: smoke caps (COURSE_SMOKE), strict warnings (COURSE_WARNINGS)."""
-    if smoke_run(env):
-        nb.cells.insert(0, nbformat.v4.new_code_cell(SMOKE_CELL))
-    if env.get("COURSE_WARNINGS") == "error":
-        nb.cells.insert(0, nbformat.v4.new_code_cell(STRICT_CELL))
-    return nb
-
-
 def unsolved_report(nb: nbformat.NotebookNode) -> tuple[list[str], list[str]]:
     """After a learner run: the reminders of unsolved exercises, and the errors no unsolved exercise explains."""
     reminders, errors, waiting = [], [], False
@@ -210,7 +128,6 @@ def execute(
     folder = NOTEBOOK_DIR / "exercises" if learner else NOTEBOOK_DIR
     nb = nbformat.read(folder / NOTEBOOKS[name], as_version=4)
     kernel_env = {**os.environ, "COURSE_RUN_DIR": str(run_root), **(env or {})}
-    with_run_cells(nb, kernel_env)
     resources = {"metadata": {"path": str(folder)}}
     client = ProgressClient(nb, timeout=None, resources=resources, echo=echo, allow_errors=learner)
     started = time.time()
@@ -250,16 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path(os.environ.get("COURSE_RUN_DIR", NOTEBOOK_DIR / "runs")))
     parser.add_argument("--quiet", action="store_true", help="print only the measures at the end")
     parser.add_argument("--learner", action="store_true", help="run the copies in exercises/")
-    parser.add_argument(
-        "--reproducible", action="store_true", help="compute with REPRODUCIBLE_CPU, as the lessons' numbers were"
-    )
     args = parser.parse_args(argv)
-    env = REPRODUCIBLE_CPU if args.reproducible else {}
     results = {}
     for name in args.notebooks:
         print(f"== {NOTEBOOKS[name]} ==", flush=True)
         start = time.perf_counter()
-        results[name] = execute(name, args.run_dir, env=env, echo=not args.quiet, learner=args.learner)
+        results[name] = execute(name, args.run_dir, echo=not args.quiet, learner=args.learner)
         print(f"== {name} done in {time.perf_counter() - start:.0f} s ==\n", flush=True)
     for name, metrics in results.items():
         print(f"{name}: {headline(metrics)}")
