@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
@@ -36,25 +37,14 @@ def not_implemented(*args, **kwargs):
     raise NotImplementedError
 
 
-# --- DPO exercise 1: the loss by hand ---------------------------------------------------------------------------
-
-
+# --- DPO exercise 1: the loss by hand ---
 @pytest.fixture(scope="module")
 def dpo_trainer(tiny_model_dir, bundled_pairs, tmp_path_factory):
     """A DPO trainer whose policy has moved away from its reference (at the start the loss is log 2 whatever)."""
-    args = DPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("dpo")),
-        per_device_train_batch_size=4,
-        max_length=128,
-        use_cpu=True,
-        bf16=False,
-        report_to="none",
-        disable_tqdm=True,
-    )
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    trainer = DPOTrainer(
-        model=str(tiny_model_dir), args=args, train_dataset=bundled_pairs.select(range(8)), processing_class=tokenizer
-    )
+    out = str(tmp_path_factory.mktemp("dpo"))
+    args = DPOConfig(out, per_device_train_batch_size=4, max_length=128, use_cpu=True, bf16=False, report_to="none")
+    pairs, tokenizer = bundled_pairs.select(range(8)), AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = DPOTrainer(model=str(tiny_model_dir), args=args, train_dataset=pairs, processing_class=tokenizer)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in trainer.model.parameters():
@@ -72,22 +62,18 @@ def test_dpo_check_passes_on_the_solution(dpo_solution, dpo_trainer, capsys):
     assert "log 2" in capsys.readouterr().out
 
 
-def unshifted(logits, ids, mask):
-    return (torch.log_softmax(logits.float(), -1).gather(-1, ids[..., None]).squeeze(-1) * mask).sum(-1)
-
-
 def averaged(logits, ids, mask):
     token = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
     return (token * mask[:, 1:]).sum(-1) / mask[:, 1:].sum(-1)
 
 
-def unmasked(logits, ids, mask):
-    return averaged(logits, ids, torch.ones_like(mask)) * (ids.shape[1] - 1)
-
-
 @pytest.mark.parametrize(
     ("wrong", "says"),
-    [(unshifted, r"t\+1"), (averaged, "averaged"), (unmasked, "prompt too")],
+    [
+        (lambda lg, ids, m: (lg.log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1) * m).sum(-1), r"t\+1"),
+        (averaged, "averaged"),
+        (lambda lg, ids, m: averaged(lg, ids, torch.ones_like(m)) * (ids.shape[1] - 1), "prompt too"),
+    ],
     ids=["off-by-one", "mean-not-sum", "prompt-scored"],
 )
 def test_dpo_check_catches_wrong_log_probs(dpo_solution, dpo_trainer, wrong, says):
@@ -95,45 +81,22 @@ def test_dpo_check_catches_wrong_log_probs(dpo_solution, dpo_trainer, wrong, say
         checks.dpo_loss_by_hand(wrong, dpo_solution["dpo_loss"], dpo_trainer)
 
 
-def flipped_beta(c, r, rc, rr, beta):
-    return -F.logsigmoid(-beta * ((c - rc) - (r - rr))).mean()
-
-
-def no_reference(c, r, rc, rr, beta):
-    return -F.logsigmoid(beta * (c - r)).mean()
-
-
-def constant_beta(c, r, rc, rr, beta):
-    return -F.logsigmoid(0.1 * ((c - rc) - (r - rr))).mean()
-
-
-def per_pair(c, r, rc, rr, beta):
-    return -F.logsigmoid(beta * ((c - rc) - (r - rr)))
-
-
-def summed(c, r, rc, rr, beta):
-    return -F.logsigmoid(beta * ((c - rc) - (r - rr))).sum()
-
-
 def crashes(c, r, rc, rr, beta):
     return -F.logsigmoid(beta * (torch.cat([c, r[:1]]) - r)).mean()  # a shape error inside the learner's code
-
-
-def swapped_pair(c, r, rc, rr, beta):
-    return -F.logsigmoid(beta * ((r - rr) - (c - rc))).mean()
 
 
 @pytest.mark.parametrize(
     ("wrong", "says"),
     [
-        (flipped_beta, "sign is flipped"),
-        (swapped_pair, "sign is flipped"),  # swapping chosen and rejected flips the margin's sign
-        (no_reference, "TRL"),
-        (constant_beta, "ignores `beta`"),
-        (per_pair, r"shape \(4,\): return one number"),
-        (summed, "TRL"),
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(-beta * ((c - rc) - (r - rr))).mean(), "sign is flipped"),
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(beta * ((r - rr) - (c - rc))).mean(), "sign is flipped"),  # swapped
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(beta * (c - r)).mean(), "TRL"),  # no reference
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(0.1 * ((c - rc) - (r - rr))).mean(), "ignores `beta`"),
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(beta * ((c - rc) - (r - rr))), r"shape \(4,\): return one number"),
+        (lambda c, r, rc, rr, beta: -F.logsigmoid(beta * ((c - rc) - (r - rr))).sum(), "TRL"),  # summed
         (crashes, "`crashes` raised"),
     ],
+    ids=["flipped-beta", "swapped-pair", "no-reference", "constant-beta", "per-pair", "summed", "crashes"],
 )
 def test_dpo_check_catches_wrong_losses(dpo_solution, dpo_trainer, wrong, says):
     with pytest.raises(AssertionError, match=says):
@@ -147,35 +110,29 @@ def test_an_unsolved_exercise_is_reported_not_failed(dpo_trainer, capsys):
     assert capsys.readouterr().out.count("Not solved yet") == 3
 
 
-# --- DPO exercise 2: β ------------------------------------------------------------------------------------------
-
-
+# --- DPO exercise 2: β ---
 def test_beta_check(capsys):
-    prediction = solution("dpo", "PREDICTION")["PREDICTION"]
-    assert checks.beta_prediction(prediction, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+    beta = partial(checks.beta_prediction, low=0.05, high=0.5)
+    as_expected, opposite = {0.05: 0.3, 0.5: 0.1}, {0.05: 0.1, 0.5: 0.3}
+    assert beta(solution("dpo", "PREDICTION")["PREDICTION"], drift=as_expected)
     said = capsys.readouterr().out
     assert said.startswith("✅") and "0.3000 at β = 0.05 and 0.1000 at β = 0.5" in said and "⚠️" not in said
     with pytest.raises(AssertionError, match=r"β = 0.05 lets the policy drift further.*0.3000 at β = 0.05"):
-        checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+        beta(0.5, drift=as_expected)
     with pytest.raises(AssertionError, match="one of the two"):
-        checks.beta_prediction(0.1, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
+        beta(0.1, drift=as_expected)
     for wrong in ("0.05", None, [0.05], True):  # a string, nothing, a list, a boolean
         with pytest.raises(AssertionError, match="answer with a number"):
-            checks.beta_prediction(wrong, low=0.05, high=0.5, drift={0.05: 0.3, 0.5: 0.1})
-
-
-def test_beta_check_says_plainly_when_the_run_measured_the_opposite(capsys):
-    # The right answer still passes, but not with a plain ✅: the learner reads that the run disagrees, and why.
-    assert checks.beta_prediction(0.05, low=0.05, high=0.5, drift={0.05: 0.1, 0.5: 0.3})
+            beta(wrong, drift=as_expected)
+    # A run that measured the opposite: the right answer passes, not with a plain ✅, and the learner reads why.
+    assert beta(0.05, drift=opposite)
     said = capsys.readouterr().out
     assert "⚠️ the run disagrees" in said and "β = 0.5 drifted further, the opposite" in said and "Adam" in said
     with pytest.raises(AssertionError, match="the opposite of what the loss says"):  # a wrong answer hears it too
-        checks.beta_prediction(0.5, low=0.05, high=0.5, drift={0.05: 0.1, 0.5: 0.3})
+        beta(0.5, drift=opposite)
 
 
-# --- DPO exercise 3: your own pairs -----------------------------------------------------------------------------
-
-
+# --- DPO exercise 3: your own pairs ---
 def fake_generate(model, tokenizer, conversations, max_new_tokens=48):
     """A model that complies with every request but the first, which it declines."""
     replies = [f"Sure! Here is how: {c[-1]['content']}" for c in conversations]
@@ -184,33 +141,21 @@ def fake_generate(model, tokenizer, conversations, max_new_tokens=48):
 
 @pytest.fixture(scope="module")
 def own_data():
-    namespace = {
-        "load_model": str,
-        "model_path": "m",
-        "tokenizer": None,
-        "evaluation": SimpleNamespace(generate=fake_generate),
-        "REPLY_TOKENS": 16,  # the notebook's reply length (profile.max_new_tokens)
-    }
-    return solution("dpo", "my_rows", **namespace)
+    """The notebook's solution rows, with a model that declines the first request (REPLY_TOKENS: the notebook's)."""
+    model = {"load_model": str, "model_path": "m", "tokenizer": None, "REPLY_TOKENS": 16}
+    return solution("dpo", "my_rows", evaluation=SimpleNamespace(generate=fake_generate), **model)
 
 
-def my_pairs(ns, rows=None, behaviour=None, prompts=None):
-    return checks.my_pairs(
-        ns["my_rows"] if rows is None else rows,
-        behaviour or ns["shows_behaviour"],
-        ns["my_test_prompts"] if prompts is None else prompts,
-        prompt="question",
-        chosen="good",
-        rejected="bad",
-    )
+def my_pairs(ns: dict, rows: list | None = None, behaviour=None, prompts: list | None = None):
+    """checks.my_pairs on the solution, with one of its arguments replaced."""
+    rows, prompts = ns["my_rows"] if rows is None else rows, ns["my_test_prompts"] if prompts is None else prompts
+    columns = {"prompt": "question", "chosen": "good", "rejected": "bad"}
+    return checks.my_pairs(rows, behaviour or ns["shows_behaviour"], prompts, **columns)
 
 
-def test_own_pairs_check_passes_on_the_solution(own_data):
+def test_own_pairs_check_passes_on_the_solution_and_catches_mistakes(own_data):
     pairs = my_pairs(own_data)
     assert len(pairs) == 31 and pairs.column_names == ["prompt", "chosen", "rejected"]  # the declined request left out
-
-
-def test_own_pairs_check_catches_mistakes(own_data):
     rows = own_data["my_rows"]
     with pytest.raises(AssertionError, match="at least 20"):
         my_pairs(own_data, rows=rows[:19])
@@ -232,29 +177,25 @@ def test_own_pairs_check_catches_mistakes(own_data):
             my_pairs(own_data, prompts=own_data["my_test_prompts"] + [near_copy])
 
 
-# --- DPO exercise 4: UltraFeedback ------------------------------------------------------------------------------
-
-
+# --- DPO exercise 4: UltraFeedback ---
 @pytest.fixture(scope="module")
 def ultrafeedback(bundled_pairs):
+    """30 rows laid out as UltraFeedback's: whole conversations in chosen and rejected."""
     rows = bundled_pairs.select(range(30))
-    return rows.map(
-        lambda r: {"chosen": r["prompt"] + r["chosen"], "rejected": r["prompt"] + r["rejected"]},
-        remove_columns=["prompt"],
-    )
+    return rows.map(lambda r: {side: r["prompt"] + r[side] for side in ("chosen", "rejected")}, remove_columns="prompt")
+
+
+def boom(row: dict) -> dict:
+    return {"prompt": row["messages"]}  # a KeyError inside the learner's code
 
 
 def test_ultrafeedback_check(ultrafeedback, bundled_pairs):
     ns = solution("dpo", "convert", ultrafeedback=ultrafeedback, json=json)
     assert checks.ultrafeedback(ns["convert"], ultrafeedback, ns["uf_train"], ns["uf_test"])
-
-    def reply_in_prompt(row):
-        return {"prompt": row["chosen"], "chosen": row["chosen"][-1:], "rejected": row["rejected"][-1:]}
-
-    def strings(row):
-        return {"prompt": row["chosen"][:-1], "chosen": row["chosen"][-1]["content"], "rejected": row["rejected"][-1]}
-
-    for wrong in (reply_in_prompt, strings):
+    for wrong in (  # the reply left in the prompt; strings, not messages
+        lambda r: {"prompt": r["chosen"], "chosen": r["chosen"][-1:], "rejected": r["rejected"][-1:]},
+        lambda r: {"prompt": r["chosen"][:-1], "chosen": r["chosen"][-1]["content"], "rejected": r["rejected"][-1]},
+    ):
         with pytest.raises(AssertionError, match="two-turn example"):
             checks.ultrafeedback(wrong, ultrafeedback, ns["uf_train"], ns["uf_test"])
     pairs = ultrafeedback.map(ns["convert"], remove_columns=ultrafeedback.column_names)
@@ -263,60 +204,33 @@ def test_ultrafeedback_check(ultrafeedback, bundled_pairs):
         checks.ultrafeedback(ns["convert"], ultrafeedback, split["train"], split["test"])
     with pytest.raises(AssertionError, match="not the 30 you converted"):  # one row each
         checks.ultrafeedback(ns["convert"], ultrafeedback, ns["uf_train"].select([0]), ns["uf_test"].select([0]))
-    with pytest.raises(AssertionError, match="not the 30 you converted"):  # the HH-RLHF pairs, not UltraFeedback's
-        checks.ultrafeedback(
-            ns["convert"], ultrafeedback, bundled_pairs.select(range(30, 50)), bundled_pairs.select(range(50, 60))
-        )
+    hh_rlhf = bundled_pairs.select(range(30, 50)), bundled_pairs.select(range(50, 60))  # not UltraFeedback's pairs
+    with pytest.raises(AssertionError, match="not the 30 you converted"):
+        checks.ultrafeedback(ns["convert"], ultrafeedback, *hh_rlhf)
     with pytest.raises(AssertionError, match="`boom` raised KeyError"):
-
-        def boom(row):
-            return {"prompt": row["messages"]}
-
         checks.ultrafeedback(boom, ultrafeedback, ns["uf_train"], ns["uf_test"])
 
 
-# --- ORPO exercise 1: the loss by hand --------------------------------------------------------------------------
-
-
+# --- ORPO exercise 1: the loss by hand ---
 def test_orpo_check():
     ns = solution("orpo", "log_odds")
     assert checks.orpo_loss_by_hand(ns["log_odds"], ns["orpo_loss"])
     with pytest.raises(AssertionError, match="log-probability"):
         checks.orpo_loss_by_hand(lambda logp: logp, ns["orpo_loss"])
 
-    def probability_ratio(nll, c, r, lam):
-        return nll - lam * F.logsigmoid(c - r).mean()
-
-    def flipped(nll, c, r, lam):
-        return nll - lam * F.logsigmoid(ns["log_odds"](r) - ns["log_odds"](c)).mean()
-
-    def lam_on_nll(nll, c, r, lam):
-        return lam * nll - F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
-
-    def sign(nll, c, r, lam):
-        return nll + lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
-
-    def summed(nll, c, r, lam):
-        return nll - lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).sum()
-
-    def no_nll(nll, c, r, lam):
-        return -lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
-
-    def per_pair(nll, c, r, lam):
-        return nll - lam * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r))
-
-    def constant_lam(nll, c, r, lam):
-        return nll - 0.1 * F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r)).mean()
+    def term(c, r):
+        return F.logsigmoid(ns["log_odds"](c) - ns["log_odds"](r))
 
     catalogue = [
-        (probability_ratio, "compared probabilities"),
-        (flipped, "swapped"),
-        (sign, "sign of the odds-ratio term is flipped"),
-        (summed, "summed over the pairs"),
-        (no_nll, "NLL term is missing"),
-        (lam_on_nll, "λ weighs the odds-ratio term"),
-        (per_pair, r"shape \(6,\): return one number"),
-        (constant_lam, r"λ = 0.25: .* NLL \+ λ"),  # right at 0.1 only: checked at λ values the notebook does not use
+        (lambda nll, c, r, lam: nll - lam * F.logsigmoid(c - r).mean(), "compared probabilities"),
+        (lambda nll, c, r, lam: nll - lam * term(r, c).mean(), "swapped"),
+        (lambda nll, c, r, lam: nll + lam * term(c, r).mean(), "sign of the odds-ratio term is flipped"),
+        (lambda nll, c, r, lam: nll - lam * term(c, r).sum(), "summed over the pairs"),
+        (lambda nll, c, r, lam: -lam * term(c, r).mean(), "NLL term is missing"),
+        (lambda nll, c, r, lam: lam * nll - term(c, r).mean(), "λ weighs the odds-ratio term"),
+        (lambda nll, c, r, lam: nll - lam * term(c, r), r"shape \(6,\): return one number"),
+        # right at 0.1 only: checked at λ values the notebook does not use
+        (lambda nll, c, r, lam: nll - 0.1 * term(c, r).mean(), r"λ = 0.25: .* NLL \+ λ"),
     ]
     for wrong, says in catalogue:
         with pytest.raises(AssertionError, match=says):
@@ -329,24 +243,17 @@ def test_orpo_check():
         checks.orpo_loss_by_hand(log_odds, ns["orpo_loss"])
 
 
-# --- ORPO exercise 2: λ -----------------------------------------------------------------------------------------
-
-
+# --- ORPO exercise 2: λ ---
 def test_lambda_check(capsys):
     ns = solution("orpo", "LAMBDAS", LAMBDA=0.25)
     assert checks.lambdas(ns["LAMBDAS"], ns["PREDICTION"])
     assert "Run the sweep" in capsys.readouterr().out
     assert checks.lambdas([0.0, 0.1, 1.0], "falls")  # the prediction is judged after the sweep, not before
     assert "rose" not in capsys.readouterr().out  # and nothing gives the answer away before it runs
-    for values, says in [
-        ([0.1, 0.5, 1.0], "include 0"),
-        ([0.0, -0.1, 1.0], "0 or more"),
-        ([0.0, 1.0], "three"),
-        (["0", "0.1", "1"], "each λ is a number"),
-        ("0, 0.1, 1", "a list of numbers"),
-        ([0.0, 0.1, 0.1], "each value once"),
-        ([0.0, True, 1.0], "each λ is a number"),
-    ]:
+    wrong_lambdas = [([0.1, 0.5, 1.0], "include 0"), ([0.0, -0.1, 1.0], "0 or more"), ([0.0, 1.0], "three")]
+    wrong_lambdas += [(["0", "0.1", "1"], "each λ is a number"), ("0, 0.1, 1", "a list of numbers")]
+    wrong_lambdas += [([0.0, 0.1, 0.1], "each value once"), ([0.0, True, 1.0], "each λ is a number")]
+    for values, says in wrong_lambdas:
         with pytest.raises(AssertionError, match=says):
             checks.lambdas(values, "rises")
     for wrong in ("up", "Rises", None, 1):
@@ -376,41 +283,24 @@ def test_nll_prediction_is_graded_by_the_learners_own_sweep(capsys):
         checks.nll_prediction("higher", rising)
 
 
-# --- ORPO exercise 3: the sign test -----------------------------------------------------------------------------
-
-
+# --- ORPO exercise 3: the sign test ---
 def test_sign_test_check():
     ns = solution("orpo", "p_value")
     assert checks.sign_test(ns["p_value"])
     assert ns["p_value"](8, 1) == pytest.approx(20 / 512)  # 2·(1 + 9)/2⁹
 
-    def one_sided(a, b):
-        return ns["p_value"](a, b) / 2 if ns["p_value"](a, b) < 1 else 1.0
-
-    with pytest.raises(AssertionError, match="one-sided"):
-        checks.sign_test(one_sided)
-    with pytest.raises(AssertionError, match="Binomial"):
-        checks.sign_test(lambda a, b: math.exp(-abs(a - b)))
-
-    def uncapped(a, b):
-        n, k = a + b, min(a, b)
-        return 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
-
-    def off_by_one(a, b):
-        n, k = a + b, min(a, b)
-        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k)) / 2**n) if n else 1.0
-
-    def max_not_min(a, b):
-        n, k = a + b, max(a, b)
-        return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    def tail(a, b, k):
+        return 2 * sum(math.comb(a + b, i) for i in range(k + 1)) / 2 ** (a + b)
 
     def no_empty_case(a, b):
-        return min(1.0, 2 * sum(math.comb(a + b, i) for i in range(min(a, b) + 1)) / 2 ** (a + b)) / (a + b)
+        return min(1.0, tail(a, b, min(a, b))) / (a + b)
 
     catalogue = [
-        (uncapped, "min\\(1"),  # 1.375 for a 2–2 split
-        (off_by_one, "off by one"),
-        (max_not_min, "Binomial"),
+        (lambda a, b: ns["p_value"](a, b) / 2 if ns["p_value"](a, b) < 1 else 1.0, "one-sided"),
+        (lambda a, b: math.exp(-abs(a - b)), "Binomial"),
+        (lambda a, b: tail(a, b, min(a, b)) if a + b else 1.0, "min\\(1"),  # uncapped: 1.375 for a 2–2 split
+        (lambda a, b: min(1.0, tail(a, b, min(a, b) - 1)) if a + b else 1.0, "off by one"),
+        (lambda a, b: min(1.0, tail(a, b, max(a, b))) if a + b else 1.0, "Binomial"),  # max, not min
         (no_empty_case, "`no_empty_case` raised ZeroDivisionError"),
         (lambda a, b: "0.05", "Binomial"),
         (lambda a, b: [0.5], "return one number"),
@@ -418,10 +308,3 @@ def test_sign_test_check():
     for wrong, says in catalogue:
         with pytest.raises(AssertionError, match=says):
             checks.sign_test(wrong)
-
-
-def test_a_missing_column_names_the_dataset_problem():
-    with pytest.raises(ValueError, match="good"):
-        checks.my_pairs(
-            [{"question": "q", "bad": "b"}] * 20, bool, ["x"] * 5, prompt="question", chosen="good", rejected="bad"
-        )

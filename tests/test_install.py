@@ -1,4 +1,5 @@
-"""What an install gets: the versions constraints.txt pins (the ones CI proves), and what each make target sets up."""
+"""What an install gets: the versions constraints.txt pins (the ones CI proves), locally and in Colab, and a package
+that works away from this checkout (no `tools/`, no `benchmarks/`, no lessons)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import os
 import re
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import course_utils
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "2_preference_alignment" / "notebooks").glob("*.ipynb"))
+IMPORTS_TOOLS = re.compile(r"^\s*(?:import|from)\s+tools\b", re.M)  # the repository's tools/, maintainers' only
+MODULES = sorted(p.stem for p in (ROOT / "course_utils").glob("*.py") if p.stem != "__init__")
 
 
 def pins() -> dict[str, str]:
@@ -39,20 +44,6 @@ def test_every_requirement_is_pinned_within_its_bounds():
         assert name in pinned, f"{requirement.name} is required but constraints.txt does not pin it"
         assert requirement.specifier.contains(pinned[name]), f"the pin {name}=={pinned[name]} breaks {requirement}"
     assert "torch" not in pinned, "torch is left to the platform (Colab brings its own): do not pin it"
-
-
-def test_this_environment_has_the_pinned_versions():
-    """The tests run against what a fresh install gets: a drifted environment fails here, not somewhere later."""
-    drifted = []
-    for name, pinned in pins().items():
-        try:
-            installed = version(name)
-        except PackageNotFoundError:
-            drifted.append(f"{name}: pinned {pinned}, not installed")
-            continue
-        if installed != pinned:
-            drifted.append(f"{name}: pinned {pinned}, installed {installed}")
-    assert not drifted, "run `make setup` (or change constraints.txt on purpose):\n" + "\n".join(drifted)
 
 
 COURSE_PACKAGES = ("trl", "transformers", "datasets", "peft", "accelerate", "tokenizers")
@@ -79,6 +70,23 @@ def test_colab_pins_the_course_packages_and_nothing_of_colabs_own():
         assert "torch" not in command, f"{path.name} must keep Colab's own torch"
 
 
+# In the Colab venv, from elsewhere: the versions installed, every module imported from the install, its data, a
+# helper run.
+SMOKE = """
+import importlib, importlib.metadata, json, sys
+import course_utils
+from course_utils import data, evaluation, sources
+modules = [course_utils] + [importlib.import_module(f"course_utils.{name}") for name in json.loads(sys.argv[1])]
+before = {"preference_accuracy": 0.5, "judged_score": None, "decline_rate": 0.1, "repetition_rate": 0.0}
+print(json.dumps({
+    "versions": {name: importlib.metadata.version(name) for name in json.loads(sys.argv[2])},
+    "files": [module.__file__ for module in modules],
+    "rows": [len(data.load_bundled("preference_test")), *map(len, sources.harmless_base().values())],
+    "table": evaluation.before_after(before, {**before, "preference_accuracy": 0.9}).to_string(),
+}))
+"""
+
+
 @pytest.mark.slow
 def test_the_colab_install_leaves_colabs_stack_alone(tmp_path):
     """Into a Python that holds older releases of Colab's own packages (and a torch, as Colab has), the install cell
@@ -92,42 +100,32 @@ def test_the_colab_install_leaves_colabs_stack_alone(tmp_path):
     command, pinned = colab_install(NOTEBOOKS[0])
     assert command.startswith('!pip install -q "{COURSE}" {PINS}'), command  # what the lines below run
     subprocess.run([*pip, str(ROOT), *(f"{name}=={v}" for name, v in pinned.items())], check=True, timeout=900)
-    check = "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in %r}))" % [
-        *COLAB_STACK,
-        *pinned,
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env |= {"HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "datasets")}
+    smoke = [venv / "bin" / "python", "-c", SMOKE, json.dumps(MODULES), json.dumps([*COLAB_STACK, *pinned])]
+    run = subprocess.run(smoke, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert {k: report["versions"][k] for k in COLAB_STACK} == COLAB_STACK, "the install changed Colab's own packages"
+    assert {k: report["versions"][k] for k in pinned} == pinned
+    for file in report["files"]:
+        assert Path(file).resolve().is_relative_to(venv.resolve()), f"{file} is not the installed copy"
+    assert min(report["rows"]) > 0, "the package's data (the offline world, harmless-base) did not ship with it"
+    assert "0.9" in report["table"]
+
+
+def test_package_docstring_names_every_module():
+    lines = course_utils.__doc__.splitlines()
+    assert sum(line.startswith("- `") for line in lines) == len(MODULES), "one docstring line per module, no more"
+    for name in MODULES:
+        assert sum(line.startswith(f"- `{name}`: ") for line in lines) == 1, f"one docstring line for `{name}`"
+
+
+def test_scripts_and_benchmarks_do_not_import_tools():
+    # They write JSON and take what they share from the package; `tools/figures.py` renders it.
+    files = [
+        p for folder in ("benchmarks", "2_preference_alignment/scripts") for p in sorted((ROOT / folder).rglob("*.py"))
     ]
-    after = json.loads(subprocess.run([venv / "bin" / "python", "-c", check], capture_output=True, text=True).stdout)
-    assert {k: after[k] for k in COLAB_STACK} == COLAB_STACK, "the install changed Colab's own packages"
-    assert {k: after[k] for k in pinned} == pinned
-    smoke = (
-        "from course_utils import checks, data, evaluation, plotting, training; "
-        "before = {'preference_accuracy': 0.5, 'judged_score': None, 'decline_rate': 0.1, 'repetition_rate': 0.0}; "
-        "print(evaluation.before_after(before, {**before, 'preference_accuracy': 0.9}).to_string())"
-    )
-    run = subprocess.run([venv / "bin" / "python", "-c", smoke], capture_output=True, text=True, cwd=tmp_path)
-    assert run.returncode == 0 and "0.9" in run.stdout, run.stderr[-2000:]
-
-
-def make(*args: str, env: dict | None = None) -> str:
-    """What `make` prints for these arguments, run in the repository root."""
-    run = subprocess.run(["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    return run.stdout
-
-
-def test_setup_installs_the_pins_and_a_cpu_torch_with_a_fallback():
-    commands = re.sub(r"\\\n\s*", "", make("-n", "setup", "VENV=/nonexistent/venv"))  # one line per command
-    torch_line = next(line for line in commands.splitlines() if "torch==" in line)
-    # The CPU build from PyTorch's own index first; PyPI's build (CUDA on Linux) only if that index is out of reach.
-    assert re.search(r"--index-url https://download\.pytorch\.org/whl/cpu \"?torch==[\d.]+\"? \|\|", torch_line)
-    assert re.search(r"\|\| \S+/pip install -q \"?torch==[\d.]+\"?$", torch_line)
-    assert re.search(r"pip install -q -c constraints\.txt -r requirements\.txt", commands)
-
-
-def test_make_leaves_the_profile_to_the_notebook():
-    """`make lab` on a GPU machine must let the notebook choose `hub`: only `make exercise` asks for offline."""
-    env = {k: v for k, v in os.environ.items() if k != "COURSE_PROFILE"}
-    probe = 'probe: ; @echo "profile=[$$COURSE_PROFILE]"'
-    assert make("-s", f"--eval={probe}", "probe", env=env).strip() == "profile=[]"
-    assert "COURSE_PROFILE=$${COURSE_PROFILE:-offline}" not in make("-n", "exercise", "VENV=/nonexistent/venv")
-    assert "COURSE_PROFILE=${COURSE_PROFILE:-offline}" in make("-n", "exercise", "VENV=/nonexistent/venv")
+    assert files, "no scripts found: were the folders moved?"
+    found = [str(path.relative_to(ROOT)) for path in files if IMPORTS_TOOLS.search(path.read_text(encoding="utf-8"))]
+    assert not found, f"these import tools/ (move what they need into course_utils): {found}"

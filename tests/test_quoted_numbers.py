@@ -28,80 +28,43 @@ def agrees(quoted: str, measured: float) -> bool:
     return abs(float(quoted) - measured) <= 0.5 * 10**-decimals + 1e-12
 
 
-# (file, a pattern whose group is the quoted number, the number its source gives)
-QUOTES = [
-    (
-        "README.md",
-        r"DPO notebook runs offline in about " + NUMBER + r" minutes",
-        MEASURED["dpo"]["notebook_runtime_s"] / 60,
-    ),
-    ("README.md", r"ORPO notebook in about " + NUMBER, MEASURED["orpo"]["notebook_runtime_s"] / 60),
-    ("README.md", r"about " + NUMBER + r" minutes on a 2-core AMD EPYC", REAL["wall_time_s"] / 60),
-    (
-        "2_preference_alignment/cost_and_scale.md",
-        r"about " + NUMBER + r" minutes on a 2-core AMD EPYC",
-        REAL["wall_time_s"] / 60,
-    ),
-    (
-        "2_preference_alignment/dpo.md",
-        r"`eval_rewards/accuracies`, printed in the notebook, is " + NUMBER,
-        MEASURED["dpo"]["eval_rewards_accuracies"],
-    ),
-    (
-        "2_preference_alignment/dpo.md",
-        r"declined " + NUMBER + r"% of XSTest's unsafe",
-        REAL["unsafe_refusal_rate_after"] * 100,
-    ),
-    (
-        "2_preference_alignment/dpo.md",
-        r"unsafe requests \(" + NUMBER + r"% before\)",
-        REAL["unsafe_refusal_rate_before"] * 100,
-    ),
-    (
-        "2_preference_alignment/dpo.md",
-        r"answered only " + NUMBER + r"% of its safe",
-        REAL["safe_compliance_rate_after"] * 100,
-    ),
-    (
-        "2_preference_alignment/dpo.md",
-        r"\(" + NUMBER + r"% before\): over-refusal",
-        REAL["safe_compliance_rate_before"] * 100,
-    ),
-    ("2_preference_alignment/orpo.md", NUMBER + r" GB in fp32", SMOLLM2_PARAMETERS * 4 / 1e9),
-    ("2_preference_alignment/orpo.md", r"or " + NUMBER + r" GB in bf16", SMOLLM2_PARAMETERS * 2 / 1e9),
-    (
-        "2_preference_alignment/cost_and_scale.md",
-        r"a second copy: " + NUMBER + r" GB in fp32",
-        SMOLLM2_PARAMETERS * 4 / 1e9,
-    ),
-    ("2_preference_alignment/cost_and_scale.md", r"\(" + NUMBER + r" GB in bf16\)", SMOLLM2_PARAMETERS * 2 / 1e9),
-    (
-        "2_preference_alignment/cost_and_scale.md",
-        r"whole model is " + NUMBER + r" MB in fp32",
-        TINY["parameters"] * 4 / 1e6,
-    ),
-    (
-        "2_preference_alignment/cost_and_scale.md",
-        r"ORPO's step still takes " + NUMBER + r"× DPO's time",
-        TINY["variants"]["orpo"]["step_s"] / TINY["variants"]["dpo (recipe)"]["step_s"],
-    ),
-]
-
-
+MODULE_MD = "2_preference_alignment/{}.md"
+DPO, ORPO, COST = (MODULE_MD.format(name) for name in ("dpo", "orpo", "cost_and_scale"))
 DPO_NB = "2_preference_alignment/notebooks/dpo_finetuning_example.ipynb"
 ORPO_NB = "2_preference_alignment/notebooks/orpo_finetuning_example.ipynb"
 SWEEP = {row["lambda"]: row["nll"] for row in MEASURED["orpo"]["sweep"]}
 LORA = MEASURED["dpo"]["full_vs_lora"]
-QUOTES += [
-    (DPO_NB, r"`eval_rewards/accuracies` \(" + NUMBER, MEASURED["dpo"]["eval_rewards_accuracies"]),
+GB_FP32, GB_BF16 = SMOLLM2_PARAMETERS * 4 / 1e9, SMOLLM2_PARAMETERS * 2 / 1e9
+TINY_MB = TINY["parameters"] * 4 / 1e6
+ORPO_STEP = TINY["variants"]["orpo"]["step_s"] / TINY["variants"]["dpo (recipe)"]["step_s"]
+RUNTIME_MIN = {name: MEASURED[name]["notebook_runtime_s"] / 60 for name in ("dpo", "orpo")}
+REWARDS_ACCURACY = MEASURED["dpo"]["eval_rewards_accuracies"]
+# (file, a pattern whose group is the quoted number, the number its source gives)
+QUOTES = [
+    ("README.md", r"DPO notebook runs offline in about " + NUMBER + r" minutes", RUNTIME_MIN["dpo"]),
+    ("README.md", r"ORPO notebook in about " + NUMBER, RUNTIME_MIN["orpo"]),
+    ("README.md", r"about " + NUMBER + r" minutes on a 2-core AMD EPYC", REAL["wall_time_s"] / 60),
+    (COST, r"about " + NUMBER + r" minutes on a 2-core AMD EPYC", REAL["wall_time_s"] / 60),
+    (DPO, r"`eval_rewards/accuracies`, printed in the notebook, is " + NUMBER, REWARDS_ACCURACY),
+    (DPO, r"declined " + NUMBER + r"% of XSTest's unsafe", REAL["unsafe_refusal_rate_after"] * 100),
+    (DPO, r"unsafe requests \(" + NUMBER + r"% before\)", REAL["unsafe_refusal_rate_before"] * 100),
+    (DPO, r"answered only " + NUMBER + r"% of its safe", REAL["safe_compliance_rate_after"] * 100),
+    (DPO, r"\(" + NUMBER + r"% before\): over-refusal", REAL["safe_compliance_rate_before"] * 100),
+    (ORPO, NUMBER + r" GB in fp32", GB_FP32),
+    (ORPO, r"or " + NUMBER + r" GB in bf16", GB_BF16),
+    (COST, r"a second copy: " + NUMBER + r" GB in fp32", GB_FP32),
+    (COST, r"\(" + NUMBER + r" GB in bf16\)", GB_BF16),
+    (COST, r"whole model is " + NUMBER + r" MB in fp32", TINY_MB),
+    (COST, r"ORPO's step still takes " + NUMBER + r"× DPO's time", ORPO_STEP),
+    (DPO_NB, r"`eval_rewards/accuracies` \(" + NUMBER, REWARDS_ACCURACY),
     (DPO_NB, r"against our " + NUMBER, MEASURED["dpo"]["preference_accuracy_after"]),
     (DPO_NB, r"used more memory \(" + NUMBER, LORA["lora"]["peak_memory_mb"]),
     (DPO_NB, r"used more memory \(\d+ against " + NUMBER, LORA["full"]["peak_memory_mb"]),
-    (DPO_NB, r"the model is " + NUMBER + " MB in fp32", TINY["parameters"] * 4 / 1e6),
+    (DPO_NB, r"the model is " + NUMBER + " MB in fp32", TINY_MB),
     (ORPO_NB, r"NLL fell from " + NUMBER + r" at λ = 0\b", SWEEP[0.0]),
     (ORPO_NB, r" to " + NUMBER + r" at λ = 0.1", SWEEP[0.1]),
     (ORPO_NB, r"then rose to " + NUMBER, SWEEP[1.0]),
-    (ORPO_NB, r"for SmolLM2-135M, " + NUMBER + r" GB in fp32", SMOLLM2_PARAMETERS * 4 / 1e9),
+    (ORPO_NB, r"for SmolLM2-135M, " + NUMBER + r" GB in fp32", GB_FP32),
 ]
 
 
@@ -119,8 +82,3 @@ def test_quoted_number_is_what_its_source_measured(file, pattern, expected):
     found = re.search(pattern, prose(file))
     assert found, f"{file} no longer says {pattern!r}: update the quote here with the sentence"
     assert agrees(found[1], expected), f"{file} quotes {found[1]} where its source now gives {expected:.4g}"
-
-
-def test_a_stale_quote_is_caught():
-    assert agrees("82", 82.4) and agrees("99.6", 99.6) and agrees("0.889", 0.8889) and agrees("2.5", 2.459)
-    assert not agrees("83", 82.4) and not agrees("0.89", 0.8849) and not agrees("2.5", 2.44)

@@ -1,5 +1,9 @@
-"""The scale-out script, 2_preference_alignment/scripts/train.py: it trains offline on one process and on two CPU
-processes, its configs say what course_utils.profiles says, and its accelerate configs load."""
+"""The notebooks' recipes and the scale-out script, 2_preference_alignment/scripts/train.py.
+
+Every knob in sight: the hyperparameters the notebooks train with are literals beside the calls that use them, and the
+copies elsewhere (train.py's configs, the SFT→DPO stage of the ORPO notebook) agree with them. train.py trains offline
+on one process and on two CPU processes, and its accelerate configs load.
+"""
 
 import importlib.util
 import json
@@ -24,68 +28,67 @@ from tools import recipes
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scripts"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COURSE_PROFILE": "offline"}
+DPO, ORPO = "dpo_finetuning_example.ipynb", "orpo_finetuning_example.ipynb"
+CALLS = [(DPO, "DPOConfig"), (DPO, "warm_start"), (ORPO, "ORPOConfig"), (ORPO, "DPOConfig"), (ORPO, "sft_settings")]
+HANG_S = 150  # a run takes 10 to 60 s: one that has not exited after this has hung (a rank that never exits)
 
 
-# A run here takes 10 to 60 s; a run that has not exited after this long has hung (a rank that never exits).
-HANG_S = 150
+@pytest.mark.parametrize(("notebook", "call"), CALLS)
+def test_every_learned_argument_is_a_literal_in_the_notebook(notebook, call):
+    found = recipes.settings(notebook, call)  # raises on an argument that is not a literal or bound to one
+    expected = recipes.LEARNED - {"beta"} if call.startswith(("sft", "warm")) else recipes.LEARNED  # SFT has no β
+    for row, values in found.items():
+        assert set(values) == expected, f"{notebook} {call} ({row}): {set(values) ^ expected}"
 
 
-def train(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Run train.py from its folder, offline, and return the finished process with its output.
+def test_the_orpo_notebooks_sft_dpo_trains_with_the_dpo_notebooks_recipes_and_as_many_passes_as_orpo():
+    assert recipes.settings(ORPO, "DPOConfig") == recipes.settings(DPO, "DPOConfig")
+    sft = recipes.settings(ORPO, "sft_settings")
+    assert sft["offline"] == recipes.settings(DPO, "warm_start")["offline"]
+    # benchmarks/t4_estimate.py counts the SFT stage's epochs as ORPO's: the comparison gives both the same passes.
+    assert sft["hub"]["num_train_epochs"] == recipes.settings(ORPO, "ORPOConfig")["hub"]["num_train_epochs"]
 
-    A run that outlives `HANG_S` fails the test with what hung, and every process it started is killed: the launcher
-    starts each rank in a session of its own, so killing the launcher alone would leave them running.
-    """
+
+def train(args: list[str], launcher: list[str] | None = None) -> tuple[str, dict]:
+    """Run train.py offline: its stdout and final metrics; a hung run fails, with all its processes killed."""
     command = [*(launcher or [sys.executable]), "train.py", *args]
     process = subprocess.Popen(command, cwd=SCRIPTS, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         stdout, stderr = process.communicate(timeout=HANG_S)
     except subprocess.TimeoutExpired:
-        for child in [*psutil.Process(process.pid).children(recursive=True), process]:
+        for child in [*psutil.Process(process.pid).children(recursive=True), process]:  # each rank: its own session
             child.kill()
         stdout, stderr = process.communicate()
         finished = "trained and saved, then did not exit" if "final metrics: " in stdout else "did not finish training"
         pytest.fail(f"{' '.join(command)} hung: {finished} within {HANG_S} s. Its last output:\n{stdout[-1500:]}")
-    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-    return result
-
-
-def final_metrics(stdout: str) -> dict:
-    """The metrics train.py prints after training."""
+    assert process.returncode == 0, f"{' '.join(command)} failed:\n{stdout[-2000:]}\n{stderr[-4000:]}"
     lines = [line for line in stdout.splitlines() if line.startswith("final metrics: ")]
     assert len(lines) == 1, stdout[-2000:]
-    return json.loads(lines[0].removeprefix("final metrics: "))
+    return stdout, json.loads(lines[0].removeprefix("final metrics: "))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dpo", "orpo"])
-def test_trains_offline_with_overrides(method, tmp_path, bundled_pairs):
-    out = tmp_path / method
-    overrides = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", str(out)]
-    result = train([method, "--config", f"configs/{method}_offline.yaml", *overrides])
-    assert "rank 0 of 1 " in result.stdout
-    metrics = final_metrics(result.stdout)
+def test_trains_orpo_offline_with_overrides(tmp_path, bundled_pairs):
+    # DPO through train.py runs in test_two_cpu_processes.
+    overrides = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", str(tmp_path)]
+    stdout, metrics = train(["orpo", "--config", "configs/orpo_offline.yaml", *overrides])
+    assert "rank 0 of 1 " in stdout
     assert math.isfinite(metrics["train_loss"]) and metrics["train_loss"] > 0
     assert metrics["epoch"] == pytest.approx(2 / math.ceil(len(bundled_pairs) / 4))  # two steps of four pairs
-    args = torch.load(out / "training_args.bin", weights_only=False)  # the command line won over the config
+    args = torch.load(tmp_path / "training_args.bin", weights_only=False)  # the command line won over the config
     assert (args.max_steps, args.per_device_train_batch_size) == (2, 4)
-    config = {"dpo": "DPOConfig", "orpo": "ORPOConfig"}[method]
-    notebook = f"{method}_finetuning_example.ipynb"
-    assert args.learning_rate == recipes.settings(notebook, config)["offline"]["learning_rate"]
-    model = AutoModelForCausalLM.from_pretrained(out)  # the trained model was saved whole
-    assert model.num_parameters() > 0 and (out / "tokenizer.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)  # the trained model was saved whole
+    assert model.num_parameters() > 0 and (tmp_path / "tokenizer.json").exists()
 
 
 @pytest.mark.slow
 def test_two_cpu_processes(tmp_path, bundled_pairs):
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate/multi_cpu.yaml"]
     args = ["dpo", "--config", "configs/dpo_offline.yaml", "--use_cpu", "true", "--max_steps", "2"]
-    result = train([*args, "--output_dir", str(tmp_path)], launcher)
+    stdout, metrics = train([*args, "--output_dir", str(tmp_path)], launcher)
     # Two processes share one stdout: their lines may interleave, so find each rank anywhere in it.
-    ranks = re.findall(r"rank (\d+) of (\d+) \(DistributedType\.(\w+)\)", result.stdout)
-    assert sorted(ranks) == [("0", "2", "MULTI_CPU"), ("1", "2", "MULTI_CPU")], result.stdout[-2000:]
-    metrics = final_metrics(result.stdout)
+    ranks = re.findall(r"rank (\d+) of (\d+) \(DistributedType\.(\w+)\)", stdout)
+    assert sorted(ranks) == [("0", "2", "MULTI_CPU"), ("1", "2", "MULTI_CPU")], stdout[-2000:]
     assert math.isfinite(metrics["train_loss"])
     batch = 2 * yaml.safe_load((SCRIPTS / "configs" / "dpo_offline.yaml").read_text())["per_device_train_batch_size"]
     assert metrics["epoch"] == pytest.approx(2 / math.ceil(len(bundled_pairs) / batch))

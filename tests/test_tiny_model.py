@@ -30,11 +30,8 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_model_dir, tmp_pat
     assert (tmp_path / "b" / "tokenizer.json").read_text() == (tiny_model_dir / "tokenizer.json").read_text()
 
 
-def test_the_larger_size_is_larger(tmp_path):
-    small = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path, size="small"))
+def test_the_larger_size_is_larger_and_an_unknown_one_is_refused(tmp_path):
+    small = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path / "small", size="small"))
     assert 4e6 < small.num_parameters() < 6e6  # the 🦁 size knob of the DPO notebook
-
-
-def test_unknown_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown size 'huge'"):
-        build_tiny_model(tmp_path, size="huge")
+        build_tiny_model(tmp_path / "huge", size="huge")
