@@ -77,7 +77,7 @@ def main() -> None:
         data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)["train"], verbose=False
     )
     # train.py's configs, which the tests hold equal to the notebooks' hub rows. The SFT stage of SFT→DPO makes as many
-    # passes as ORPO (the ORPO notebook's SFT_RECIPES; tests/test_recipes.py holds them equal).
+    # passes as ORPO (the ORPO notebook's SFT_RECIPES; tests/test_scripts.py holds them equal).
     dpo, orpo = (yaml.safe_load((CONFIGS / f"{method}_hub.yaml").read_text()) for method in ("dpo", "orpo"))
     sft = {"num_train_epochs": orpo["num_train_epochs"]}
     max_length = dpo["max_length"]
