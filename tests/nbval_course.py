@@ -1,12 +1,8 @@
-"""The pytest plugin the notebook runs load (`pytest -p tests.nbval_course --nbval-lax ...`, see the Makefile).
-
-nbval executes each notebook top to bottom in a kernel of its own, every code cell a test item. This plugin adds:
-- the kernel's startup file (`notebook_startup.py`): deprecations stop the notebook; COURSE_SMOKE=1 caps training;
-- with COURSE_PROFILE=hub and no HF_ENDPOINT, the stand-in Hub on 127.0.0.1 for the session, stopped at its end;
-  what it was asked for is written to `$COURSE_RUN_DIR/standin-hub.json` for the tests to read;
-- in a learners' copy (`notebooks/exercises/`), the cell an unsolved exercise stops, and each cell after it that
-  fails, is reported as an expected failure ("xfailed"): the learner has not written that code yet. A cell that
-  fails before any unsolved exercise is a failure.
+"""The plugin of the nbval runs (`pytest -p tests.nbval_course --nbval-lax ...`, see the Makefile). It adds:
+- the kernels' startup file (`notebook_startup.py`);
+- with COURSE_PROFILE=hub, the stand-in Hub on 127.0.0.1 for the session; what it was asked for goes to
+  `$COURSE_RUN_DIR/standin-hub.json`;
+- in a learners' copy, the cell an unsolved exercise stops and each failing cell after it as expected failures.
 """
 
 from __future__ import annotations

@@ -23,11 +23,9 @@ SOURCES = {path.stem.split("_")[0]: path for path in sorted(learner.SOURCE_DIR.g
 def solution(notebook: str, defines: str, **namespace) -> dict:
     """Run the notebook's solution cell that defines `defines` (markers and all) and return its namespace."""
     cells = [c for c in json.loads(SOURCES[notebook].read_text())["cells"] if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) for c in cells]
     source = next(
-        "".join(c["source"])
-        for c in cells
-        if re.search(rf"^(def {defines}\b|{defines} =)", "".join(c["source"]), re.M)
-        and "BEGIN SOLUTION" in "".join(c["source"])
+        s for s in sources if re.search(rf"^(def {defines}\b|{defines} =)", s, re.M) and "BEGIN SOLUTION" in s
     )
     exec(compile(source, f"{notebook}:{defines}", "exec"), namespace)
     return namespace
@@ -37,7 +35,6 @@ def not_implemented(*args, **kwargs):
     raise NotImplementedError
 
 
-# --- DPO exercise 1: the loss by hand ---
 @pytest.fixture(scope="module")
 def dpo_trainer(tiny_model_dir, bundled_pairs, tmp_path_factory):
     """A DPO trainer whose policy has moved away from its reference (at the start the loss is log 2 whatever)."""
@@ -110,19 +107,16 @@ def test_an_unsolved_exercise_is_reported_not_failed(dpo_trainer, capsys):
     assert capsys.readouterr().out.count("Not solved yet") == 3
 
 
-# --- DPO exercise 2: β ---
 def test_beta_check(capsys):
-    beta = partial(checks.beta_prediction, low=0.05, high=0.5)
     as_expected, opposite = {0.05: 0.3, 0.5: 0.1}, {0.05: 0.1, 0.5: 0.3}
+    beta = partial(checks.beta_prediction, low=0.05, high=0.5)
     assert beta(solution("dpo", "PREDICTION")["PREDICTION"], drift=as_expected)
     said = capsys.readouterr().out
     assert said.startswith("✅") and "0.3000 at β = 0.05 and 0.1000 at β = 0.5" in said and "⚠️" not in said
-    with pytest.raises(AssertionError, match=r"β = 0.05 lets the policy drift further.*0.3000 at β = 0.05"):
-        beta(0.5, drift=as_expected)
-    with pytest.raises(AssertionError, match="one of the two"):
-        beta(0.1, drift=as_expected)
-    for wrong in ("0.05", None, [0.05], True):  # a string, nothing, a list, a boolean
-        with pytest.raises(AssertionError, match="answer with a number"):
+    wrong_answers = [(0.5, r"β = 0.05 lets the policy drift further.*0.3000 at β = 0.05"), (0.1, "one of the two")]
+    wrong_answers += [(wrong, "answer with a number") for wrong in ("0.05", None, [0.05], True)]
+    for wrong, says in wrong_answers:
+        with pytest.raises(AssertionError, match=says):
             beta(wrong, drift=as_expected)
     # A run that measured the opposite: the right answer passes, not with a plain ✅, and the learner reads why.
     assert beta(0.05, drift=opposite)
@@ -132,7 +126,6 @@ def test_beta_check(capsys):
         beta(0.5, drift=opposite)
 
 
-# --- DPO exercise 3: your own pairs ---
 def fake_generate(model, tokenizer, conversations, max_new_tokens=48):
     """A model that complies with every request but the first, which it declines."""
     replies = [f"Sure! Here is how: {c[-1]['content']}" for c in conversations]
@@ -156,28 +149,23 @@ def my_pairs(ns: dict, rows: list | None = None, behaviour=None, prompts: list |
 def test_own_pairs_check_passes_on_the_solution_and_catches_mistakes(own_data):
     pairs = my_pairs(own_data)
     assert len(pairs) == 31 and pairs.column_names == ["prompt", "chosen", "rejected"]  # the declined request left out
-    rows = own_data["my_rows"]
-    with pytest.raises(AssertionError, match="at least 20"):
-        my_pairs(own_data, rows=rows[:19])
-    swapped = [{**r, "good": r["bad"], "bad": r["good"]} for r in rows]
-    with pytest.raises(AssertionError, match="does not show the behaviour"):
-        my_pairs(own_data, rows=swapped)
-    with pytest.raises(AssertionError, match="shows the behaviour too"):
-        my_pairs(own_data, behaviour=lambda reply: True)
-    with pytest.raises(AssertionError, match="also training prompts"):
-        my_pairs(own_data, prompts=own_data["my_test_prompts"] + [rows[0]["question"]])
-    with pytest.raises(ValueError, match="row 3"):
-        my_pairs(own_data, rows=rows[:3] + [{**rows[3], "bad": ""}] + rows[4:])
-    with pytest.raises(AssertionError, match="rows 0 and 1 ask the same prompt"):
-        my_pairs(own_data, rows=[rows[0]] * 20)
-    with pytest.raises(AssertionError, match="same prompt"):  # a copy that differs only in case and spacing
-        my_pairs(own_data, rows=rows + [{**rows[0], "question": "  " + rows[0]["question"].upper() + " "}])
-    for near_copy in (rows[0]["question"] + " ", rows[0]["question"].lower(), rows[0]["question"].rstrip("?.")):
-        with pytest.raises(AssertionError, match="also training prompts"):
-            my_pairs(own_data, prompts=own_data["my_test_prompts"] + [near_copy])
+    rows, question = own_data["my_rows"], own_data["my_rows"][0]["question"]
+    shouted = {**rows[0], "question": "  " + question.upper() + " "}  # a copy that differs in case and spacing only
+    wrong = [
+        ({"rows": rows[:19]}, AssertionError, "at least 20"),
+        ({"rows": [{**r, "good": r["bad"], "bad": r["good"]} for r in rows]}, AssertionError, "does not show the"),
+        ({"behaviour": lambda reply: True}, AssertionError, "shows the behaviour too"),
+        ({"rows": rows[:3] + [{**rows[3], "bad": ""}] + rows[4:]}, ValueError, "row 3"),
+        ({"rows": [rows[0]] * 20}, AssertionError, "rows 0 and 1 ask the same prompt"),
+        ({"rows": rows + [shouted]}, AssertionError, "same prompt"),
+    ]
+    for copy in (question, question + " ", question.lower(), question.rstrip("?.")):  # a test prompt trained on
+        wrong.append(({"prompts": [*own_data["my_test_prompts"], copy]}, AssertionError, "also training prompts"))
+    for replaced, error, says in wrong:
+        with pytest.raises(error, match=says):
+            my_pairs(own_data, **replaced)
 
 
-# --- DPO exercise 4: UltraFeedback ---
 @pytest.fixture(scope="module")
 def ultrafeedback(bundled_pairs):
     """30 rows laid out as UltraFeedback's: whole conversations in chosen and rejected."""
@@ -211,7 +199,6 @@ def test_ultrafeedback_check(ultrafeedback, bundled_pairs):
         checks.ultrafeedback(boom, ultrafeedback, ns["uf_train"], ns["uf_test"])
 
 
-# --- ORPO exercise 1: the loss by hand ---
 def test_orpo_check():
     ns = solution("orpo", "log_odds")
     assert checks.orpo_loss_by_hand(ns["log_odds"], ns["orpo_loss"])
@@ -243,7 +230,6 @@ def test_orpo_check():
         checks.orpo_loss_by_hand(log_odds, ns["orpo_loss"])
 
 
-# --- ORPO exercise 2: λ ---
 def test_lambda_check(capsys):
     ns = solution("orpo", "LAMBDAS", LAMBDA=0.25)
     assert checks.lambdas(ns["LAMBDAS"], ns["PREDICTION"])
@@ -283,7 +269,6 @@ def test_nll_prediction_is_graded_by_the_learners_own_sweep(capsys):
         checks.nll_prediction("higher", rising)
 
 
-# --- ORPO exercise 3: the sign test ---
 def test_sign_test_check():
     ns = solution("orpo", "p_value")
     assert checks.sign_test(ns["p_value"])

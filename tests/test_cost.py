@@ -44,11 +44,6 @@ def test_release_memory_hands_freed_pages_back_to_the_system():
     del pin
 
 
-def test_peak_of_takes_the_highest_and_keeps_unmeasured_as_none():
-    assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": 30.0}) == 30.0
-    assert cost.peak_of({"peak_memory_mb": 10.0}, {"peak_memory_mb": None}) is None
-
-
 def test_hardware_on_a_cpu_names_the_model_and_the_cores(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(cost, "CPUINFO", tmp_path / "cpuinfo")

@@ -120,14 +120,6 @@ def test_format_hh_rlhf_keeps_the_good_rows_and_names_the_dropped_ones(capsys):
     assert kept.column_names == ["prompt", "chosen", "rejected"]
 
 
-def test_format_hh_rlhf_names_a_single_dropped_row_and_keeps_crlf_rows(capsys):
-    # The first rows all fail: what is kept is found further down.
-    crlf = {k: v.replace("\n", "\r\n") for k, v in HI_ROW.items()}
-    kept, dropped = format_hh_rlhf(Dataset.from_list([{"chosen": None, "rejected": HI}, HI_ROW, crlf]))
-    assert "dropped 1: 'chosen' must be a transcript string, got None (row 0)" in capsys.readouterr().out
-    assert len(kept) == 2 and kept[0] == kept[1] and dropped == {"'chosen' must be a transcript string, got None": 1}
-
-
 def test_training_rows_that_open_like_a_test_row_are_left_out_and_counted(monkeypatch, capsys):
     # HH-RLHF on the Hub repeats some openings across its splits: no test prompt may be trained on.
     rows = [{"chosen": hh(f"H:Question {i}?", "A:Yes."), "rejected": hh(f"H:Question {i}?", "A:No.")} for i in range(6)]

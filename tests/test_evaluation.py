@@ -33,20 +33,6 @@ def test_fast_mean_logprobs_equals_the_plain_computation(tiny, pairs, batch_size
     assert len(set(len(tokenizer.apply_chat_template(p, return_dict=False)) for p in prompts)) > 1  # padding happened
 
 
-def test_evaluation_runs_where_the_model_is(tiny, pairs):
-    model, tokenizer = tiny
-    seen = []
-    hook = model.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["input_ids"].device), with_kwargs=True
-    )
-    try:
-        evaluation.mean_logprobs(model, tokenizer, pairs["prompt"][:2], pairs["chosen"][:2])
-        evaluation.generate(model, tokenizer, pairs["prompt"][:2], max_new_tokens=2)
-    finally:
-        hook.remove()
-    assert seen and all(d == model.device for d in seen)
-
-
 def test_batched_generation_equals_one_prompt_at_a_time(tiny, pairs):
     model, tokenizer = tiny
     prompts = evaluation.unique_prompts(pairs)[:6]

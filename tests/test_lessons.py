@@ -1,11 +1,5 @@
-"""The lessons: every Python block runs, every link, image and badge resolves, every measured table is rendered.
-
-Python blocks run offline against the pinned libraries: each lesson's blocks run in order in one namespace (like a
-notebook), in a temporary folder, with the Hub ids they name replaced by local stand-ins (copies of the offline tiny
-model stored in bf16 like SmolLM2, the base one with SmolLM2-135M's tokenizer gaps, and the bundled preference set
-laid out like `Anthropic/hh-rlhf`). Lessons whose code is the same (translations differ from English only in comments)
-run once.
-"""
+"""The lessons: every Python block runs (offline, in order in one namespace, Hub ids replaced by local stand-ins; code
+shared by translations runs once), every link, image and badge resolves, every measured table is rendered."""
 
 from __future__ import annotations
 
@@ -34,6 +28,7 @@ HUB_IDS = ("HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M", 
 
 
 def rel(path: Path) -> str:
+    """The path from the repository root."""
     return path.relative_to(ROOT).as_posix()
 
 
@@ -42,32 +37,25 @@ def python_blocks(path: Path) -> list[str]:
     return PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))
 
 
-def code_key(blocks: list[str]) -> tuple[str, ...]:
-    """What the blocks do, ignoring comments and layout: equal keys run the same code."""
-    keys = []
-    for block in blocks:
-        try:
-            keys.append(ast.dump(ast.parse(block)))
-        except SyntaxError:
-            keys.append(block)  # run it anyway, so the syntax error is reported against this file
-    return tuple(keys)
+def code_key(block: str) -> str:
+    """What a block does, comments and layout aside; a block that does not parse is its own key, and runs."""
+    try:
+        return ast.dump(ast.parse(block))
+    except SyntaxError:
+        return block
 
 
 def lessons_with_code() -> list[Path]:
     """One lesson per distinct sequence of Python blocks (English first, so it is the one that runs)."""
-    seen, chosen = set(), []
+    chosen = {}
     for path in sorted(LESSONS, key=lambda p: ("translations" in p.parts, p)):
-        blocks = python_blocks(path)
-        if blocks and code_key(blocks) not in seen:
-            seen.add(code_key(blocks))
-            chosen.append(path)
-    return chosen
+        if blocks := python_blocks(path):
+            chosen.setdefault(tuple(map(code_key, blocks)), path)
+    return list(chosen.values())
 
 
 def stored_like_smollm2(tiny_model_dir: Path, folder: Path, base_model: bool) -> str:
-    """A copy of the tiny model stored in bf16, as SmolLM2 is, so that a lesson that loads it without asking for fp32
-    trains bf16 weights and is caught. The base model's tokenizer has, like SmolLM2-135M's, no pad token and no chat
-    template, and `<|endoftext|>` as its end of text."""
+    """The tiny model stored in bf16 like SmolLM2 (fp32 must be asked for); a base one has SmolLM2-135M's tokenizer."""
     AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     if base_model:
@@ -82,13 +70,10 @@ def hub_standins(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
     base = tmp_path_factory.mktemp("hub")
     instruct = stored_like_smollm2(tiny_model_dir, base / "instruct", base_model=False)
     base_model = stored_like_smollm2(tiny_model_dir, base / "base", base_model=True)
-    dataset = base / "hh-rlhf"
-    (dataset / "harmless-base").mkdir(parents=True)
+    (dataset := base / "hh-rlhf" / "harmless-base").mkdir(parents=True)
     for split in ("train", "test"):
-        shutil.copy(
-            ROOT / f"course_utils/offline_data/preference_{split}.jsonl", dataset / f"harmless-base/{split}.jsonl"
-        )
-    return {HUB_IDS[0]: instruct, HUB_IDS[1]: base_model, HUB_IDS[2]: str(dataset)}
+        shutil.copy(ROOT / f"course_utils/offline_data/preference_{split}.jsonl", dataset / f"{split}.jsonl")
+    return {HUB_IDS[0]: instruct, HUB_IDS[1]: base_model, HUB_IDS[2]: str(dataset.parent)}
 
 
 def offline(code: str, standins: dict[str, str]) -> str:
@@ -107,8 +92,7 @@ def run_blocks(lesson: Path, standins: dict[str, str], folder: Path) -> list[Tra
         init(trainer, *args, **kwargs)
         built.append(trainer)
 
-    def two_steps(trainer, *args, **kwargs):
-        """Train as the snippet says, for two optimizer steps: the notebooks are where the course trains in full."""
+    def two_steps(trainer, *args, **kwargs):  # the notebooks are where the course trains in full
         trainer.args.max_steps = 2
         return train(trainer, *args, **kwargs)
 
@@ -128,8 +112,7 @@ def run_blocks(lesson: Path, standins: dict[str, str], folder: Path) -> list[Tra
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", lessons_with_code(), ids=rel)
 def test_python_blocks_run_and_train_fp32_weights(lesson, hub_standins, tmp_path):
-    """Every block runs. The course's rule: fp32 master weights, bf16/fp16 only in the computation (the trainers'
-    flags). The stand-ins are stored in bf16, so a trainer given a model id that loads it in its stored dtype fails."""
+    """Every block runs, and trains fp32 weights (bf16 only in the computation) from the bf16-stored stand-ins."""
     for trainer in run_blocks(lesson, hub_standins, tmp_path):
         dtypes = {parameter.dtype for parameter in trainer.model.parameters()}
         assert dtypes == {torch.float32}, (
@@ -227,8 +210,7 @@ def test_module_readme_offers_every_notebook_in_colab():
 
 
 def with_measured_tables() -> dict[str, str]:
-    """The Markdown `tools/figures.py --tables` rewrites: each English lesson, CONTRIBUTING.md (the maintainers' tables,
-    such as the decline judge's agreement with people's labels), and each notebook's Markdown cells."""
+    """What `tools/figures.py --tables` rewrites: English lessons, CONTRIBUTING.md, notebooks' Markdown cells."""
     pages = [*sorted(MODULE.glob("*.md")), ROOT / "CONTRIBUTING.md"]
     texts = {rel(path): path.read_text(encoding="utf-8") for path in pages}
     for path in sorted((MODULE / "notebooks").glob("*.ipynb")):

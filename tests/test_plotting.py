@@ -3,7 +3,7 @@
 import pytest
 
 from course_utils import plotting
-from course_utils.plotting import plot_training, series
+from course_utils.plotting import plot_training
 
 HISTORY = [
     {"loss": 0.69, "rewards/margins": 0.0, "rewards/accuracies": 0.5, "step": 5},
@@ -11,12 +11,6 @@ HISTORY = [
     {"eval_loss": 0.45, "eval_rewards/margins": 1.0, "step": 10},
     {"train_runtime": 3.0, "step": 10},
 ]
-
-
-def test_series_reads_train_and_eval_values():
-    assert series(HISTORY, "loss") == ([5, 10], [0.69, 0.40])
-    assert series(HISTORY, "eval_rewards/margins") == ([10], [1.0])
-    assert series(HISTORY, "nll_loss") == ([], [])
 
 
 def test_one_panel_per_logged_metric_and_png_saved(tmp_path):

@@ -20,9 +20,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "real-path"
 
 @pytest.fixture(scope="module")
 def real_run():
-    spec = importlib.util.spec_from_file_location(
-        "real_run", ROOT / "2_preference_alignment" / "scripts" / "real_run.py"
-    )
+    spec = importlib.util.spec_from_file_location("real_run", ROOT / "2_preference_alignment/scripts/real_run.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -40,13 +38,15 @@ def test_training_pairs_are_those_that_teach_declining(real_run):
 
 
 def test_answering_pairs_keep_the_models_own_answers_against_the_refusals_given(real_run, monkeypatch, capsys):
-    # The pairs that teach answering: the model's own answer is chosen, a refusal from the declining pairs rejected.
     # An answer that declines or loops is no example to follow: it is left out, and the run says how many.
-    answers = ["Paris is the capital of France.", "I'm sorry, but I can't help with that.", "go " * 30, "Four."]
-    answers.append("Blue.")
-    monkeypatch.setattr(
-        real_run.evaluation, "generate", lambda model, tok, conversations, *a, **k: answers[: len(conversations)]
-    )
+    answers = [
+        "Paris is the capital of France.",
+        "I'm sorry, but I can't help with that.",
+        "go " * 30,
+        "Four.",
+        "Blue.",
+    ]
+    monkeypatch.setattr(real_run.evaluation, "generate", lambda model, tok, chats, *a, **k: answers[: len(chats)])
     refusals = ["I won't help with that.", "That is not something I can do."]
     requests = [f"request {i}" for i in range(10)]
     pairs = real_run.answering_pairs(None, None, requests, refusals, n=4, bf16=False)
@@ -58,8 +58,7 @@ def test_answering_pairs_keep_the_models_own_answers_against_the_refusals_given(
 
 
 def test_implicit_reward_accuracy_compares_summed_log_probability_gains(real_run, tiny, held_out_pairs):
-    # DPO's implicit reward is β·log(π/π_ref) of the whole reply: a sum over its tokens, not a mean. Computed here
-    # directly, token by token, for a policy that differs from the reference, then compared.
+    # DPO's implicit reward is β·log(π/π_ref) of the whole reply: a sum over its tokens, not a mean.
     pairs = held_out_pairs.select(range(12))
     reference, tokenizer = tiny
     policy = copy.deepcopy(reference)
@@ -73,15 +72,13 @@ def test_implicit_reward_accuracy_compares_summed_log_probability_gains(real_run
 
     rows = zip(pairs["prompt"], pairs["chosen"], pairs["rejected"], strict=True)
     expected = sum(gain(p, c) > gain(p, r) for p, c, r in rows) / len(pairs)
-    means = {
-        name: tuple(
-            evaluation.mean_logprobs(model, tokenizer, pairs["prompt"], pairs[k]) for k in ("chosen", "rejected")
-        )
-        for name, model in (("reference", reference), ("policy", policy))
-    }
-    assert real_run.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["policy"]) == expected
+    reference_means, policy_means = (
+        tuple(evaluation.mean_logprobs(model, tokenizer, pairs["prompt"], pairs[k]) for k in ("chosen", "rejected"))
+        for model in (reference, policy)
+    )
+    assert real_run.implicit_reward_accuracy(tokenizer, pairs, reference_means, policy_means) == expected
     assert 0 < expected < 1  # the pairs disagree, so a mean in place of the sum would show
-    assert real_run.implicit_reward_accuracy(tokenizer, pairs, means["reference"], means["reference"]) == 0
+    assert real_run.implicit_reward_accuracy(tokenizer, pairs, reference_means, reference_means) == 0
 
 
 def test_release_memory_runs_once_per_update(real_run, tiny_model_dir, bundled_pairs, tmp_path, monkeypatch):
@@ -89,35 +86,15 @@ def test_release_memory_runs_once_per_update(real_run, tiny_model_dir, bundled_p
     calls = []
     monkeypatch.setattr(real_run.cost, "release_memory", lambda: calls.append(1))
     pairs, callbacks = bundled_pairs.select(range(8)), [real_run.ReleaseMemory()]
-    trainer = dpo_trainer(
-        tiny_model_dir,
-        pairs,
-        tmp_path,
-        callbacks=callbacks,
-        per_device_train_batch_size=1,
-        gradient_accumulation_steps=2,
-    )
+    settings = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 2}
+    trainer = dpo_trainer(tiny_model_dir, pairs, tmp_path, callbacks=callbacks, **settings)
     trainer.train()
     assert len(calls) == trainer.state.global_step == 3
 
 
-def test_committed_alignment_run_used_the_current_settings(real_run):
-    # Change a setting in scripts/real_run.py without running `make real` again, and the lesson would quote a run
-    # that no longer exists.
-    committed = json.loads((RESULTS / "alignment-cpu.json").read_text())
-    settings = {k: v for k, v in committed["settings"].items() if k not in ("lora_r", "smoke")}
-    assert settings == real_run.SETTINGS and committed["settings"]["lora_r"] == real_run.LORA.r
-    assert committed["n_declining_pairs"] == real_run.PAIRS["declining"]
-    assert committed["n_answering_pairs"] == real_run.PAIRS["answering"]
-    assert committed["settings"]["smoke"] is False
-    assert committed["n_test_pairs"] >= 128 and committed["n_test_prompts"] >= 24
-
-
 @pytest.mark.slow
 def test_smoke_run_writes_both_sides_and_every_reply(tmp_path):
-    # What `make real` records (issue 21): today's measures, both sides before and after, the peak memory, and one
-    # entry per two-sided prompt so that anyone can judge the replies again. The judge's agreement with people does
-    # not depend on the run: tests/test_refusal.py holds it to its targets.
+    # What `make real` records: both sides before and after, the peak memory, and one entry per two-sided prompt.
     script = ROOT / "2_preference_alignment" / "scripts" / "real_run.py"
     lessons = sorted(
         [*ROOT.glob("2_preference_alignment/*.md"), *ROOT.glob("translations/*/2_preference_alignment/*.md")]

@@ -85,11 +85,3 @@ def test_the_judge_meets_its_targets() -> None:
     assert ours["f1"] >= 0.90 and ours["precision"] >= 0.95
     assert ours["f1"] >= baseline["f1"] and ours["precision"] >= baseline["precision"]
     assert report["declines_unread"]["f1"] >= report["string_match_unread"]["f1"]
-
-
-def test_agreement_counts_a_decline_as_the_positive() -> None:
-    rows = [{"reply": r, "declines": d} for r, d in (("no", True), ("no", False), ("yes", True), ("yes", False))]
-    scores = judge.agreement(lambda reply: reply == "no", rows)
-    assert (scores["precision"], scores["recall"], scores["f1"]) == (0.5, 0.5, 0.5)
-    assert scores["n"] == 4 and scores["n_declines"] == 2
-    assert judge.agreement(lambda reply: False, rows)["f1"] == 0.0  # says nothing declines: no hit, no division

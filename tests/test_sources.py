@@ -81,12 +81,8 @@ def test_smollm2_is_the_hub_checkpoint_and_answers_with_its_own_chat_template():
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
     model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
     assert model.num_parameters() == 134_515_008
-    ids = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     assert tokenizer.decode(ids["input_ids"][0]).startswith("<|im_start|>system")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=12, do_sample=False)

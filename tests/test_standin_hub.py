@@ -1,7 +1,4 @@
-"""The stand-in Hub (tests/standin_hub.py): loopback-only, bounded and stopped.
-
-That the real libraries download through it is what the notebooks' hub run shows (tests/test_notebooks.py).
-"""
+"""The stand-in Hub: loopback-only, bounded and stopped (the notebooks' hub run shows the libraries use it)."""
 
 from __future__ import annotations
 

@@ -53,17 +53,10 @@ def test_sft_trains_fp32_weights_from_a_bf16_checkpoint(bf16_checkpoint, tmp_pat
 
 def dpo_trainer(model_dir, pairs, out, seed: int = 0, callbacks: tuple = (), **settings) -> DPOTrainer:
     """A DPO trainer for 3 steps of 2 pairs on the CPU, with the course's common arguments, `seed` and `settings`."""
-    args = {
-        **training.common_args(out, seed=seed),
-        "logging_steps": 1,
-        "max_steps": 3,
-        "per_device_train_batch_size": 2,
-    }
+    args = training.common_args(out, seed=seed) | {"logging_steps": 1, "max_steps": 3, "per_device_train_batch_size": 2}
     args = DPOConfig(**args | settings, max_length=128, learning_rate=1e-3, use_cpu=True, disable_tqdm=True)
     model, tokenizer = training.load_model(model_dir, device="cpu"), AutoTokenizer.from_pretrained(model_dir)
-    return DPOTrainer(
-        model=model, args=args, train_dataset=pairs, processing_class=tokenizer, callbacks=list(callbacks)
-    )
+    return DPOTrainer(model, args=args, train_dataset=pairs, processing_class=tokenizer, callbacks=list(callbacks))
 
 
 def dpo_log(model_dir, pairs, out, seed: int) -> list[float]:
@@ -84,8 +77,7 @@ def test_same_seed_same_training_other_seed_other_training(tiny_model_dir, bundl
 
 
 def test_the_silenced_deprecations_are_trls_own_and_still_there():
-    # training silences transformers' warnings on the gradient-checkpointing aliases that TRL itself calls on every
-    # reference pass. Once TRL stops, the filter must go: a learner's own call should warn.
+    # Silenced: the deprecated gradient-checkpointing aliases TRL itself calls. Once it stops, a learner's call warns.
     source = inspect.getsource(trl_utils.disable_gradient_checkpointing)
     called = set(re.findall(r"\.(is_gradient_checkpointing|gradient_checkpointing_(?:enable|disable))\b", source))
     assert called, "TRL no longer calls the deprecated aliases: remove TRL_OWN_DEPRECATIONS from course_utils.training"

@@ -1,8 +1,5 @@
 """Translations stay in step with English: same files, structure, code, images and numbers; clean UTF-8 everywhere.
-
-Each translated lesson starts with `<!-- source: <English path> sha256:<12 hex> -->`, the hash of the English file it
-follows: when the English file changes, the translation is stale until someone updates it and the hash.
-"""
+Each starts with `<!-- source: <English path> sha256:<12 hex> -->`: stale once the English file changes."""
 
 from __future__ import annotations
 
@@ -13,22 +10,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_lessons import LINK, MODULE, ROOT, rel  # pytest puts tests/ on sys.path
 
-ROOT = Path(__file__).resolve().parents[1]
-MODULE = ROOT / "2_preference_alignment"
 LANGS = ["es", "it", "pt-br", "zh-cn"]
 ENGLISH = sorted(MODULE.glob("*.md"))
 PAIRS = [(lang, en) for lang in LANGS for en in ENGLISH]
 HEADER = re.compile(r"\A<!-- source: (?P<source>\S+) sha256:(?P<hash>[0-9a-f]{12}) -->\n")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
-LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)|(?:href|src)=\"([^\"]+)\"")
 MEASURED = re.compile(r"<!-- measured:([\w-]+) -->\n(.*?)<!-- /measured -->", re.S)
 GLOSSARY_TERMS = ["DPO", "ORPO", "SFT", "reward", "reference model", "odds ratio", "fine-tuning", "chosen", "rejected"]
-
-
-def rel(path: Path) -> str:
-    """The path from the repository root."""
-    return path.relative_to(ROOT).as_posix()
 
 
 def translated(lang: str, english: Path) -> Path:
@@ -151,9 +141,8 @@ def mojibake(text: str) -> list[str]:
 def text_files() -> list[Path]:
     """Every text file git tracks or would track (new files too, ignored ones not)."""
     command = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]
-    paths = [
-        ROOT / p for p in subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    ]
+    listed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    paths = [ROOT / p for p in listed]
     suffixes = {".md", ".py", ".ipynb", ".json", ".jsonl", ".txt", ".toml", ".yaml", ".yml", ".cfg"}
     return sorted({p for p in paths if p.is_file() and (p.suffix in suffixes or p.name == "Makefile")})
 

@@ -1,8 +1,6 @@
 """The offline world: the bundled data is exactly what the generator (`tools/make_world.py`) writes, and the judge
 applies the rule."""
 
-import random
-
 import pytest
 
 from course_utils import world
@@ -14,17 +12,6 @@ def test_bundled_data_is_what_the_generator_writes(tmp_path):
     for path in make_world.write_datasets(tmp_path):
         committed = world.DATA_DIR / path.name
         assert committed.read_text(encoding="utf-8") == path.read_text(encoding="utf-8"), path.name
-
-
-def test_splits_hold_out_questions_and_mix_both_kinds():
-    data = make_world.make_datasets()
-    finals = {}
-    for split in ("preference_train", "preference_test"):
-        finals[split] = {row["chosen"].rsplit("\n\nHuman: ", 1)[1].split("\n\nAssistant:")[0] for row in data[split]}
-    assert not finals["preference_train"] & finals["preference_test"]
-    harmful = {q.text for q in world.harmful_requests()}
-    assert 0 < len(finals["preference_test"] & harmful) < len(finals["preference_test"])
-    assert any(row["chosen"].count("\n\nHuman:") > 1 for row in data["preference_train"])
 
 
 @pytest.mark.parametrize(
@@ -48,10 +35,3 @@ def test_judge(question, reply, good):
 def test_judge_refuses_questions_outside_the_world():
     with pytest.raises(KeyError, match="not a question of the offline world"):
         world.judge("What is the meaning of life?", "42")
-
-
-def test_wrong_answer_changes_the_fact():
-    rng = random.Random(0)
-    for q in world.benign_questions():
-        wrong = make_world.wrong_answer(q, rng)
-        assert wrong != q.answer and not world.judge(q.text, wrong)

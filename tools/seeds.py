@@ -5,7 +5,8 @@
 
 A code path is what PyTorch's own kernels compute with: the widest vector instructions this CPU has (the default), or
 plain C++ (`ATEN_CPU_CAPABILITY=default`), which rounds otherwise. Each run is the notebook with its `SEED = 42` line
-changed, executed in a fresh kernel on one thread, two at a time. Runs go to build/seeds/.
+changed, executed in a fresh kernel on one thread, two at a time. Runs go to build/seeds/; the table's numbers to
+benchmarks/results/seeds.json, which the lessons quote.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from run_notebook import NOTEBOOK_DIR, NOTEBOOKS  # noqa: E402
 from targets import misses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULT = ROOT / "benchmarks" / "results" / "seeds.json"
 CODE_PATHS = {"widest": {}, "plain C++": {"ATEN_CPU_CAPABILITY": "default"}}
 SEED_LINE = re.compile(r"^SEED = 42\b", re.M)
 
@@ -44,21 +46,35 @@ def run(name: str, seed: int, path: str, out: Path) -> dict:
     return json.loads((folder / f"{name}-offline" / "metrics.json").read_text())
 
 
-def summary(name: str, m: dict) -> str:
-    """The headline numbers a target reads."""
+def measures(name: str, m: dict) -> dict:
+    """The numbers the targets read, rounded as the lessons print them."""
     if name == "dpo":
         lora = m["full_vs_lora"]["lora"]
-        return (
-            f"acc {m['preference_accuracy_after']:.3f}, judged {m['judged_score_before']:.3f}→"
-            f"{m['judged_score_after']:.3f}, LoRA acc {lora['preference_accuracy_after']:.3f} "
-            f"judged {lora['judged_score_after']:.3f}"
-        )
-    c = m["comparison"]
-    nll = {p["lambda"]: round(p["nll"], 3) for p in m["sweep"]}
-    return (
-        f"acc {m['preference_accuracy_before']:.3f}→{m['preference_accuracy_after']:.3f}, judged "
-        f"{m['judged_score_after']:.3f}, SFT→DPO {c['sft_dpo']['judged_score']:.3f}, NLL by λ {nll}"
-    )
+        picked = {
+            "preference_accuracy_after": m["preference_accuracy_after"],
+            "judged_score_before": m["judged_score_before"],
+            "judged_score_after": m["judged_score_after"],
+            "lora_preference_accuracy_after": lora["preference_accuracy_after"],
+            "lora_judged_score_after": lora["judged_score_after"],
+        }
+    else:
+        picked = {
+            "preference_accuracy_before": m["preference_accuracy_before"],
+            "preference_accuracy_after": m["preference_accuracy_after"],
+            "judged_score_after": m["judged_score_after"],
+            "sft_dpo_judged_score": m["comparison"]["sft_dpo"]["judged_score"],
+            **{f"nll_lambda_{p['lambda']:g}": p["nll"] for p in m["sweep"]},
+        }
+    return {key: round(value, 3) for key, value in picked.items()}
+
+
+def record(results: list[tuple[tuple[str, int, str], dict]], hardware: str) -> dict:
+    """The experiment as benchmarks/results/seeds.json holds it: one row per run, with the targets it missed."""
+    rows = []
+    for (name, seed, path), m in results:
+        missed = [m["error"]] if "error" in m else misses(name, m)
+        rows.append({"notebook": name, "seed": seed, "code_path": path, "missed": missed, **measures(name, m)})
+    return {"hardware": hardware, "code_paths": CODE_PATHS, "runs": rows}
 
 
 def attempt(job: tuple[str, int, str], out: Path) -> dict:
@@ -79,15 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(n, s, p) for n in args.notebooks for s in args.seeds for p in CODE_PATHS]
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda job: (job, attempt(job, args.out)), jobs))
-    print("| notebook | seed | code path | measures | targets missed |\n|---|---|---|---|---|")
-    failed = 0
-    for (name, seed, path), metrics in results:
-        missed = [metrics["error"]] if "error" in metrics else misses(name, metrics)
-        failed += bool(missed)
-        measures = "" if "error" in metrics else summary(name, metrics)
-        print(f"| {name} | {seed} | {path} | {measures} | {'; '.join(missed) or 'none'} |", flush=True)
-    (args.out / "results.json").write_text(json.dumps([[list(j), m] for j, m in results], indent=1))
-    return 1 if failed else 0
+    from course_utils.cost import hardware
+
+    result = record(results, hardware())
+    RESULT.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for row in result["runs"]:
+        print(row)
+    return 1 if any(row["missed"] for row in result["runs"]) else 0
 
 
 if __name__ == "__main__":
