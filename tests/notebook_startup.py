@@ -1,11 +1,9 @@
 """What the tests run in a notebook's kernel before its first cell (PYTHONSTARTUP, which IPython kernels execute).
 
-- Always: a deprecation warning from the libraries the course teaches, or about a call of the course's own code,
-  stops the notebook, so API drift is fixed before a learner meets it.
-- COURSE_SMOKE=1 (the hub and learner-copy runs): the profile reads a few rows and writes short replies, and every
-  trainer stops after two optimizer steps of two pairs of at most 128 tokens, as it is built (the ORPO notebook's
-  long-prompt filter gets the same length); fewer steps or shorter pairs left the trainers nothing to log or plot.
-  The notebook's own recipe is otherwise what runs.
+- Always: a deprecation warning from the libraries the course teaches, or from the course's own code, stops the
+  notebook, so API drift is fixed before a learner meets it.
+- COURSE_SMOKE=1 (the hub and learner-copy runs): a few rows, short replies, and every trainer capped to two steps of
+  two pairs of at most 128 tokens (fewer left nothing to log or plot); the notebook's recipe is otherwise unchanged.
 """
 
 import dataclasses

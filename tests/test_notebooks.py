@@ -1,7 +1,4 @@
-"""The notebooks: stored clean, at home in Colab, and their measured results on target.
-
-The metric tests read the runs `make notebooks` wrote (`notebook_run` in conftest.py).
-"""
+"""The notebooks: stored clean, at home in Colab, and the measures of their runs (`make notebooks`) on target."""
 
 import json
 import math

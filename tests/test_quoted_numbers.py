@@ -17,6 +17,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 REAL = json.loads((RESULTS / "real-path" / "alignment-cpu.json").read_text(encoding="utf-8"))
 SMOLLM2_PARAMETERS = json.loads((RESULTS / "real-path" / "t4-estimate.json").read_text(encoding="utf-8"))["parameters"]
 TINY = json.loads((RESULTS / "tiny-cpu.json").read_text(encoding="utf-8"))
+SEEDS = json.loads((RESULTS / "seeds.json").read_text(encoding="utf-8"))["runs"]
+ORPO_JUDGED = [run["judged_score_after"] for run in SEEDS if run["notebook"] == "orpo"]
+SFT_DPO_JUDGED = [run["sft_dpo_judged_score"] for run in SEEDS if run["notebook"] == "orpo"]
 
 
 NUMBER = r"(\d+(?:\.\d+)?)"
@@ -50,6 +53,10 @@ QUOTES = [
     (DPO, r"unsafe requests \(" + NUMBER + r"% before\)", REAL["unsafe_refusal_rate_before"] * 100),
     (DPO, r"answered only " + NUMBER + r"% of its safe", REAL["safe_compliance_rate_after"] * 100),
     (DPO, r"\(" + NUMBER + r"% before\): over-refusal", REAL["safe_compliance_rate_before"] * 100),
+    (ORPO, r"ORPO's judged score ranged from " + NUMBER, min(ORPO_JUDGED)),
+    (ORPO, r"ORPO's judged score ranged from [\d.]+ to " + NUMBER, max(ORPO_JUDGED)),
+    (ORPO, r"SFT→DPO's from " + NUMBER, min(SFT_DPO_JUDGED)),
+    (ORPO, r"SFT→DPO's from [\d.]+ to " + NUMBER, max(SFT_DPO_JUDGED)),
     (ORPO, NUMBER + r" GB in fp32", GB_FP32),
     (ORPO, r"or " + NUMBER + r" GB in bf16", GB_BF16),
     (COST, r"a second copy: " + NUMBER + r" GB in fp32", GB_FP32),
