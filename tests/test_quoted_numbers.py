@@ -17,7 +17,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 REAL = json.loads((RESULTS / "real-path" / "alignment-cpu.json").read_text(encoding="utf-8"))
 SMOLLM2_PARAMETERS = json.loads((RESULTS / "real-path" / "t4-estimate.json").read_text(encoding="utf-8"))["parameters"]
 TINY = json.loads((RESULTS / "tiny-cpu.json").read_text(encoding="utf-8"))
-SEEDS = json.loads((RESULTS / "seeds.json").read_text(encoding="utf-8"))["runs"]
+SEEDS = json.loads((MODULE / "images" / "seeds.json").read_text(encoding="utf-8"))["runs"]
 ORPO_JUDGED = [run["judged_score_after"] for run in SEEDS if run["notebook"] == "orpo"]
 SFT_DPO_JUDGED = [run["sft_dpo_judged_score"] for run in SEEDS if run["notebook"] == "orpo"]
 

@@ -6,7 +6,7 @@
 A code path is what PyTorch's own kernels compute with: the widest vector instructions this CPU has (the default), or
 plain C++ (`ATEN_CPU_CAPABILITY=default`), which rounds otherwise. Each run is the notebook with its `SEED = 42` line
 changed, executed in a fresh kernel on one thread, two at a time. Runs go to build/seeds/; the table's numbers to
-benchmarks/results/seeds.json, which the lessons quote.
+2_preference_alignment/images/seeds.json, which the lessons quote.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from run_notebook import NOTEBOOK_DIR, NOTEBOOKS  # noqa: E402
 from targets import misses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "seeds.json"
+RESULT = ROOT / "2_preference_alignment" / "images" / "seeds.json"
 CODE_PATHS = {"widest": {}, "plain C++": {"ATEN_CPU_CAPABILITY": "default"}}
 SEED_LINE = re.compile(r"^SEED = 42\b", re.M)
 
@@ -69,7 +69,7 @@ def measures(name: str, m: dict) -> dict:
 
 
 def record(results: list[tuple[tuple[str, int, str], dict]], hardware: str) -> dict:
-    """The experiment as benchmarks/results/seeds.json holds it: one row per run, with the targets it missed."""
+    """The experiment as images/seeds.json holds it: one row per run, with the targets it missed."""
     rows = []
     for (name, seed, path), m in results:
         missed = [m["error"]] if "error" in m else misses(name, m)

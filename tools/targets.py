@@ -1,7 +1,7 @@
 """The offline notebooks' targets: what a full offline run must show, on any x86 CPU and for any seed.
 
 Each threshold sits beyond the worst of twelve runs, seeds 42, 1 and 2 on two CPU code paths (`tools/seeds.py`,
-benchmarks/results/seeds.json), and above what an untrained or broken run gives.
+2_preference_alignment/images/seeds.json), and above what an untrained or broken run gives.
 
 `misses(name, metrics)` lists the targets a run's metrics.json misses (empty: all met). The tests check the runs
 `make notebooks` wrote; `tools/seeds.py` checks runs with other seeds and CPU code paths.
