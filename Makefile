@@ -12,7 +12,7 @@ NOTEBOOKS := 2_preference_alignment/notebooks
 EXERCISE ?= dpo orpo
 
 .PHONY: setup lock lab exercise solutions learner figures tables measure bench real test test-fast lint notebooks \
-	notebooks-hub notebooks-learner tests-slow tests-unit
+	notebooks-learner tests-slow tests-unit
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -81,8 +81,8 @@ lint: setup
 # longest first), then the tests that read what the notebook runs measured.
 test: lint
 	rm -rf $(RUNS) && mkdir -p $(RUNS)
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub \
-		notebooks-learner tests-slow tests-unit
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo tests-slow notebooks-offline-dpo \
+		notebooks-hub-dpo notebooks-hub-orpo tests-unit notebooks-learner
 	$(BIN)/python -m pytest tests -m runs -q
 
 # nbval executes each notebook top to bottom in a kernel of its own, each code cell a test item, into build/runs/.
@@ -93,15 +93,16 @@ NBVAL := TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest -p tests.nbval_cou
 	-o testpaths= -q --durations=5
 notebooks: setup
 	rm -rf $(RUNS) && mkdir -p $(RUNS)
-	$(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub notebooks-learner
+	$(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub-dpo \
+		notebooks-hub-orpo notebooks-learner
 
 # Offline in full: the tests check the measures against the targets.
 notebooks-offline-%:
 	COURSE_PROFILE=offline COURSE_RUN_DIR=$(RUNS) $(NBVAL) $(NOTEBOOKS)/$*_finetuning_example.ipynb
 
 # What Colab learners run, from the stand-in Hub on 127.0.0.1, capped.
-notebooks-hub:
-	COURSE_PROFILE=hub COURSE_SMOKE=1 COURSE_RUN_DIR=$(RUNS) $(NBVAL) $(NOTEBOOKS)/*.ipynb
+notebooks-hub-%:
+	COURSE_PROFILE=hub COURSE_SMOKE=1 COURSE_RUN_DIR=$(RUNS)/hub-$* $(NBVAL) $(NOTEBOOKS)/$*_finetuning_example.ipynb
 
 # The learners' copies as they get them, offline and capped: each stops only where an exercise is not solved yet.
 notebooks-learner:

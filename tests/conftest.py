@@ -52,7 +52,8 @@ def held_out_pairs() -> Dataset:
 def notebook_run():
     """`notebook_run("dpo", "offline")`: the metrics and run folder of that notebook's latest `make notebooks` run."""
 
-    def run(name: str, profile: str, folder: Path = RUNS) -> tuple[dict, Path]:
+    def run(name: str, profile: str) -> tuple[dict, Path]:
+        folder = RUNS / f"hub-{name}" if profile == "hub" else RUNS  # each hub run has its stand-in Hub's log
         metrics = folder / f"{name}-{profile}" / "metrics.json"
         if not metrics.is_file():
             pytest.fail(f"no {name} run in the {profile} profile under {folder}: `make notebooks` executes them")
