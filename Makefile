@@ -88,7 +88,8 @@ test: lint
 # nbval executes each notebook top to bottom in a kernel of its own, each code cell a test item, into build/runs/.
 # tests/nbval_course.py adds the kernel's startup file (deprecations stop it; COURSE_SMOKE=1 caps training to two
 # steps), the stand-in Hub for COURSE_PROFILE=hub, and the learners' copies' unsolved exercises (expected failures).
-RUNS := build/runs
+# Absolute: each kernel runs in its notebook's folder.
+RUNS := $(CURDIR)/build/runs
 NBVAL := TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest -p tests.nbval_course --nbval-lax --nbval-current-env \
 	-o testpaths= -q --durations=5
 notebooks: setup
