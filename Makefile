@@ -94,7 +94,7 @@ NBVAL := TRANSFORMERS_VERBOSITY=error $(BIN)/python -m pytest -p tests.nbval_cou
 	-o testpaths= -q --durations=5
 notebooks: setup
 	rm -rf $(RUNS) && mkdir -p $(RUNS)
-	$(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub-dpo \
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo notebooks-offline-dpo notebooks-hub-dpo \
 		notebooks-hub-orpo notebooks-learner
 
 # Offline in full: the tests check the measures against the targets.
