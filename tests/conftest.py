@@ -1,8 +1,4 @@
-"""Fixtures the tests share: the tiny model, the bundled pairs, and what the notebook runs measured.
-
-`make notebooks` executes the notebooks with nbval (each code cell a test item) into `build/runs/`; the tests that
-check a run's measures read them there (`notebook_run`).
-"""
+"""Fixtures the tests share: the tiny model, the bundled pairs, and what the nbval runs of `make notebooks` measured."""
 
 from __future__ import annotations
 
@@ -17,11 +13,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from course_utils.data import format_hh_rlhf, load_bundled
 from course_utils.tiny_model import build_tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
-RUNS = ROOT / "build" / "runs"  # COURSE_RUN_DIR of the notebook runs `make notebooks` starts
+RUNS = Path(__file__).resolve().parents[1] / "build" / "runs"  # COURSE_RUN_DIR of the notebook runs
 
-# TRL's ORPO lives in trl.experimental and warns on import; every test (and every subprocess it starts) runs silenced.
-os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # TRL's ORPO warns on import; tests and their subprocesses not
 
 
 @pytest.fixture(scope="session")

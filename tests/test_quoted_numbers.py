@@ -89,3 +89,9 @@ def test_quoted_number_is_what_its_source_measured(file, pattern, expected):
     found = re.search(pattern, prose(file))
     assert found, f"{file} no longer says {pattern!r}: update the quote here with the sentence"
     assert agrees(found[1], expected), f"{file} quotes {found[1]} where its source now gives {expected:.4g}"
+
+
+def test_the_orpo_notebook_says_how_other_seeds_ran():
+    others = [run for run in SEEDS if run["notebook"] == "orpo" and run["seed"] in (1, 2)]
+    assert others and all(run["nll_lambda_0"] < run["nll_lambda_0.1"] < run["nll_lambda_1"] for run in others)
+    assert "on seeds 1 and 2 the NLL rose at every step" in prose(ORPO_NB)
