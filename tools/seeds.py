@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
     result = record(results, hardware())
     RESULT.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print("| notebook | seed | code path | targets missed | measures |\n|---|---|---|---|---|")
     for row in result["runs"]:
-        print(row)
+        numbers = ", ".join(f"{k} {v}" for k, v in row.items() if isinstance(v, float))
+        missed = "; ".join(row["missed"]) or "none"
+        print(f"| {row['notebook']} | {row['seed']} | {row['code_path']} | {missed} | {numbers} |")
     return 1 if any(row["missed"] for row in result["runs"]) else 0
 
 
