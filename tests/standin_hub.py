@@ -13,8 +13,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import shutil
 import sys
 import threading
 from collections.abc import Iterator
@@ -29,7 +27,6 @@ REVISIONS = ("main", COMMIT)
 DATE = "2024-01-01T00:00:00.000Z"
 KINDS = ("models", "datasets")
 NO_AGENT_HARNESSES = {"standardEnvVars": [], "harnesses": {}}  # huggingface_hub's User-Agent then names no agent
-BASE_FILES = ("config.json", "generation_config.json", "model.safetensors")  # the base repo's, besides its tokenizer
 SOCKET_TIMEOUT_S = 30  # a client that stops sending frees its handler thread after this long
 FILE_HEADERS = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
 
@@ -244,32 +241,34 @@ def serve(root: str | Path) -> Iterator[Hub]:
         thread.join(timeout=5)
 
 
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where allowed (no copy of the weights), else a copy; a symlink would leave the repo folder."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+# SmolLM2-135M's architecture at a smoke run's size: the runs prove the code path (real tokenizer, chat template,
+# vocabulary, bf16 checkpoint, download), not the model, whose real weights `make real` and its smoke test train.
+MINIATURE = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4}
+MINIATURE |= {"num_key_value_heads": 2, "head_dim": 16, "initializer_range": 0.2}  # 0.02: greedy replies are "\n"s
 
 
 def course_hub(root: Path) -> Path:
     """Lay out under `root` the repos the `hub` profile reads (see CONTRIBUTING.md, "The hub path"); returns `root`."""
+    import torch
     from datasets import Dataset, load_dataset
-    from transformers import AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from course_utils.data import format_hh_rlhf
     from course_utils.sources import DATA_FILE, is_test, smollm2_instruct
 
     instruct = smollm2_instruct()
+    config = AutoConfig.from_pretrained(instruct)
+    config.update(MINIATURE)
+    torch.manual_seed(0)
+    miniature = AutoModelForCausalLM.from_config(config, dtype=torch.float32).to(torch.bfloat16)  # stored as SmolLM2
+    miniature.generation_config = GenerationConfig.from_pretrained(instruct)
     models = root / "models" / "HuggingFaceTB"
     for name in ("SmolLM2-135M-Instruct", "SmolLM2-135M"):
-        (models / name).mkdir(parents=True)
-        for file in instruct.iterdir():
-            if name == "SmolLM2-135M-Instruct" or file.name in BASE_FILES:
-                link_or_copy(file, models / name / file.name)
-    base = AutoTokenizer.from_pretrained(instruct)  # like SmolLM2-135M's: no chat template, no pad token
-    base.chat_template, base.pad_token, base.eos_token = None, None, "<|endoftext|>"
-    base.save_pretrained(models / "SmolLM2-135M")
+        miniature.save_pretrained(models / name)
+        tokenizer = AutoTokenizer.from_pretrained(instruct)
+        if name == "SmolLM2-135M":  # like the base repo's: no chat template, no pad token
+            tokenizer.chat_template, tokenizer.pad_token, tokenizer.eos_token = None, None, "<|endoftext|>"
+        tokenizer.save_pretrained(models / name)
 
     rows = load_dataset("json", data_files=str(DATA_FILE), split="train")
     hh = root / "datasets" / "Anthropic" / "hh-rlhf" / "harmless-base"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from standin_hub import MINIATURE  # pytest puts tests/ (no __init__.py) on sys.path
 
 from tools import targets
 
@@ -88,8 +89,9 @@ HUB_MODELS = {"dpo": "HuggingFaceTB/SmolLM2-135M-Instruct", "orpo": "HuggingFace
 def test_hub_path_runs_end_to_end_from_the_hub(name, notebook_run):
     """What Colab learners run, through the libraries' own download code, capped to a couple of steps.
 
-    The real weights, tokenizer, chat template, truncation, LoRA targets and data files. ORPO starts from the base
-    model's tokenizer, which has no pad token and no chat template; the model is saved with fp32 weights.
+    SmolLM2's tokenizer, chat template, bf16 checkpoint (at a smoke run's size), truncation, LoRA targets and data
+    files. ORPO starts from the base model's tokenizer, which has no pad token and no chat template; the model is
+    saved with fp32 weights.
     """
     m, run_dir = notebook_run(name, "hub")
     assert m["profile"] == "hub" and m["model"] == HUB_MODELS[name]
@@ -99,7 +101,8 @@ def test_hub_path_runs_end_to_end_from_the_hub(name, notebook_run):
     if name == "orpo":  # every reply kept something to learn from: TRL's ORPO never shortens a long prompt
         assert math.isfinite(m["eval_nll_loss"]) and m["eval_nll_loss"] > 0
     config = json.loads((run_dir / "model" / "config.json").read_text())
-    assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30 and config["dtype"] == "float32"
+    served_shape = ("llama", MINIATURE["num_hidden_layers"], "float32")
+    assert (config["model_type"], config["num_hidden_layers"], config["dtype"]) == served_shape
     hub = json.loads((run_dir.parent / "standin-hub.json").read_text())  # what the stand-in Hub was asked for
     served = "\n".join(hub["requests"])  # downloaded, not found somewhere on this machine
     assert re.search(rf"^GET /{HUB_MODELS[name]}/resolve/[^/]+/model\.safetensors$", served, re.M)
