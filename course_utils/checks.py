@@ -1,8 +1,6 @@
 """The notebooks' exercise checks: each says whether your answer is right and, when it is not, what went wrong.
 
-A check prints ✅ and returns True for a right answer, prints a reminder and returns False while the exercise still
-raises `NotImplementedError`, and raises `AssertionError` with the reason for a wrong one. A prediction graded by
-the learner's own measurement (`nll_prediction`) is not code that can be wrong: it prints ❌ and returns False.
+Right: ✅ and True; unsolved (`NotImplementedError`): a reminder and False; wrong: `AssertionError` with the reason.
 """
 
 from __future__ import annotations
@@ -157,8 +155,7 @@ def _norm(text: str) -> str:
 def my_pairs(
     rows: Sequence[dict], shows_behaviour: Callable[[str], bool], test_prompts: Sequence[str], **columns: str
 ) -> Dataset:
-    """Your preference pairs: at least 20 valid rows whose chosen replies show the behaviour and rejected do not,
-    and at least 5 held-out prompts that are not in them. Returns the pairs in the conversational format."""
+    """Your 20+ valid pairs (chosen shows the behaviour, rejected not) and 5+ unseen test prompts, as pairs."""
     assert len(rows) >= 20, f"{len(rows)} pairs: write at least 20, so the model sees the behaviour more than once."
     pairs = data.validate_preference(Dataset.from_list(list(rows)), **columns)  # names every bad row
     prompt, chosen, rejected = (columns.get(k, k) for k in ("prompt", "chosen", "rejected"))

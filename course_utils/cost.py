@@ -80,17 +80,13 @@ def _peak() -> float:
 
 @contextmanager
 def measure() -> Iterator[dict]:
-    """Measure the block: `seconds`, `peak_memory_mb` (above what was in use before) and `forward_passes`.
-
-    Forward passes count calls of whole language models (the policy, and the reference model where there is one),
-    not of their layers. The dict is filled in when the block ends.
-    """
-    result: dict = {}
+    """Measure the block: `seconds`, `peak_memory_mb` (above what was in use before) and `forward_passes`."""
+    result: dict = {}  # filled in when the block ends
     measurable = memory_kind() != "not measured on this platform"
     start_mb = _reset_peak() if measurable else 0.0
 
     def count(module: torch.nn.Module, args: tuple, output: object) -> None:
-        if isinstance(module, PreTrainedModel) and module.can_generate():
+        if isinstance(module, PreTrainedModel) and module.can_generate():  # whole models, not their layers
             result["forward_passes"] += 1
 
     result["forward_passes"] = 0

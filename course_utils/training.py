@@ -12,7 +12,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from trl import SFTConfig, SFTTrainer
 
 from course_utils.profiles import device_settings
-from course_utils.tiny_model import CHAT_TEMPLATE
+
+# ChatML, the format SmolLM2-Instruct uses, so both profiles see the same conversation layout.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 # TRL 1.16's DPOTrainer calls transformers' deprecated gradient-checkpointing aliases itself, on every reference pass
 # (trl/models/utils.py, disable_gradient_checkpointing), whatever the config says: nothing a learner can change.
@@ -22,26 +29,19 @@ warnings.filterwarnings("ignore", message=TRL_OWN_DEPRECATIONS, category=FutureW
 
 
 def load_model(path: str | Path, device: str | None = None) -> PreTrainedModel:
-    """A model in fp32 on the training device, whatever dtype its checkpoint was stored in.
-
-    The course's one rule for weights: fp32 master weights, bf16/fp16 only in the computation (the trainers'
-    `bf16`/`fp16` flags). transformers loads a checkpoint in its stored dtype, and SmolLM2 is stored in bf16, where
-    an update of 1e-6 to a weight of 0.04 rounds away to nothing.
-    """
+    """A model in fp32 on the training device, whatever dtype its checkpoint was stored in."""
+    # fp32 master weights, bf16/fp16 only in the computation: SmolLM2 is stored in bf16, where an update of 1e-6 to a
+    # weight of 0.04 rounds away to nothing
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model.to(device or device_settings()["device"])
 
 
 def load_tokenizer(path: str | Path, revision: str | None = None) -> PreTrainedTokenizerBase:
-    """The tokenizer at `path`, ready for chat pairs: a base model's gets ChatML turns and pads with its eos token.
-
-    A base model such as SmolLM2-135M ships with neither a chat template (it was never trained on conversations) nor
-    a pad token (`pad_token: None`), and batching pairs of different lengths needs one.
-    """
+    """The tokenizer at `path`, ready for chat pairs: a base model's gets ChatML turns and pads with its eos token."""
     tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-    if tokenizer.chat_template is None:
+    if tokenizer.chat_template is None:  # a base model (SmolLM2-135M) was never trained on conversations
         tokenizer.chat_template = CHAT_TEMPLATE
-    if tokenizer.pad_token is None:
+    if tokenizer.pad_token is None:  # nor has it a pad token, which batching pairs of different lengths needs
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -79,11 +79,8 @@ def sft(
     device: dict | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> tuple[str, dict]:
-    """Supervised fine-tuning on prompt/completion data; saves model and tokenizer, returns their folder and metrics.
-
-    The DPO notebook's offline warm start (standing in for the instruction tuning SmolLM2-135M-Instruct already had)
-    and the first stage of SFT→DPO in the ORPO notebook. Saves `tokenizer` (default: `load_tokenizer`) with the model.
-    """
+    """Supervised fine-tuning on prompt/completion data; saves model and tokenizer, returns their folder and metrics."""
+    # The offline warm start (standing in for SmolLM2-Instruct's instruction tuning) and SFT→DPO's first stage
     model = load_model(model_path)
     tokenizer = tokenizer or load_tokenizer(model_path)
     device = device or device_settings(cpu_bf16=False)

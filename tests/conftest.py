@@ -11,7 +11,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from course_utils.data import format_hh_rlhf, load_bundled
-from course_utils.tiny_model import build_tiny_model
+from course_utils.sources import build_tiny_model
 
 RUNS = Path(__file__).resolve().parents[1] / "build" / "runs"  # COURSE_RUN_DIR of the notebook runs
 

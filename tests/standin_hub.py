@@ -254,7 +254,8 @@ def course_hub(root: Path) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from course_utils.data import format_hh_rlhf
-    from course_utils.sources import DATA_FILE, is_test, smollm2_instruct
+    from course_utils.sources import DATA_FILE, is_test
+    from tools.smollm2 import smollm2_instruct
 
     instruct = smollm2_instruct()
     config = AutoConfig.from_pretrained(instruct)

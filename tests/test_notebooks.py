@@ -87,12 +87,8 @@ HUB_MODELS = {"dpo": "HuggingFaceTB/SmolLM2-135M-Instruct", "orpo": "HuggingFace
 @pytest.mark.runs
 @pytest.mark.parametrize("name", ["dpo", "orpo"])
 def test_hub_path_runs_end_to_end_from_the_hub(name, notebook_run):
-    """What Colab learners run, through the libraries' own download code, capped to a couple of steps.
-
-    SmolLM2's tokenizer, chat template, bf16 checkpoint (at a smoke run's size), truncation, LoRA targets and data
-    files. ORPO starts from the base model's tokenizer, which has no pad token and no chat template; the model is
-    saved with fp32 weights.
-    """
+    """What Colab learners run, through the libraries' own download code, capped: SmolLM2's tokenizer (ORPO's: the
+    base model's, without pad token or chat template), a bf16 checkpoint saved back in fp32, the data files."""
     m, run_dir = notebook_run(name, "hub")
     assert m["profile"] == "hub" and m["model"] == HUB_MODELS[name]
     for key in ("preference_accuracy", "decline_rate", "repetition_rate"):

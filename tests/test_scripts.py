@@ -1,9 +1,5 @@
-"""The notebooks' recipes and the scale-out script, 2_preference_alignment/scripts/train.py.
-
-Every knob in sight: the hyperparameters the notebooks train with are literals beside the calls that use them, and the
-copies elsewhere (train.py's configs, the SFT→DPO stage of the ORPO notebook) agree with them. train.py trains offline
-on one process and on two CPU processes, and its accelerate configs load.
-"""
+"""The notebooks' recipes are literals beside their calls, and the copies elsewhere (train.py's configs, the SFT→DPO
+stage of the ORPO notebook) agree with them; train.py trains offline on one and two CPU processes."""
 
 import json
 import math

