@@ -82,9 +82,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Every check: lint, then the notebooks executed by nbval and the tests, two jobs at a time (one thread each, the
-# longest first), then the tests that read what the notebook runs measured.
-test: lint
+# Every check: lint and SmolLM2's conversion (once, before the jobs that read it), then the notebooks executed by
+# nbval and the tests, two jobs at a time (one thread each, the longest first), then the tests that read what the runs
+# measured.
+test: lint smollm2
 	rm -rf $(RUNS) && mkdir -p $(RUNS)
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 -O notebooks-offline-orpo tests-slow notebooks-offline-dpo \
 		notebooks-hub-dpo notebooks-hub-orpo tests-unit notebooks-learner
