@@ -7,7 +7,6 @@ import json
 import sys
 
 import pytest
-import torch
 
 from tools import figures
 
@@ -74,17 +73,6 @@ def test_unmeasured_memory_has_no_ratio_and_the_table_and_chart_say_so(tmp_path)
     assert [label.get_text() for label in fig.axes[0].get_yticklabels()] == ["dpo (recipe)", "orpo"]  # first on top
     assert [bar.get_width() for bar in fig.axes[0].patches] == [1.0, 0.8]  # each variant's ratio
     assert (tmp_path / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_dpo_loss_plot_draws_the_loss_and_its_gradient_weight():
-    fig = figures.plot_dpo_loss([0.1, 1.0], margin=10.0)
-    loss_ax, weight_ax = fig.axes[:2]
-    for line, beta in zip(loss_ax.get_lines()[:2], [0.1, 1.0], strict=True):
-        margins = torch.tensor(line.get_xdata(), dtype=torch.float32)
-        expected = -torch.nn.functional.logsigmoid(beta * margins)
-        assert torch.allclose(torch.tensor(line.get_ydata(), dtype=torch.float32), expected, atol=1e-5)
-    weights = weight_ax.get_lines()[1].get_ydata()
-    assert weights[0] > 0.99 and weights[-1] < 1e-4  # β = 1: full weight when wrong, none when far right
 
 
 def test_alignment_examples_quote_replies_that_changed_side_and_never_an_unsafe_answer():
