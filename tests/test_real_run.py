@@ -85,6 +85,13 @@ def test_refusal_score_is_the_probability_of_a_refusal_opening_and_auc_ranks_by_
     assert real_run.frontier([3.0, 2.0], [1.0, 2.0]) == [(1.0, 0.0), (0.0, 1.0), (0.5, 1.0), (1.0, 0.5)]
 
 
+def test_the_untrained_measures_are_computed_once_per_key(real_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    calls = []
+    results = [real_run.cached({"weights": w}, lambda: calls.append(1) or {"auc": 0.6}) for w in "aab"]
+    assert results == [{"auc": 0.6}] * 3 and len(calls) == 2 and not list(tmp_path.rglob("*.partial"))
+
+
 def test_release_memory_runs_once_per_update(real_run, tiny_model_dir, bundled_pairs, tmp_path, monkeypatch):
     # make real's memory stays flat only if freed pages go back after every update, not once at the end.
     calls = []

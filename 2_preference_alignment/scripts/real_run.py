@@ -12,12 +12,15 @@ before and after: held-out preference accuracy, red-team declines, both sides on
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
 import json
 import os
 import random
 import resource
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +37,7 @@ from trl import DPOConfig, DPOTrainer  # noqa: E402
 
 from course_utils import cost, data, evaluation, refusal  # noqa: E402
 from course_utils.profiles import PROFILES, device_settings  # noqa: E402
-from course_utils.sources import model_path  # noqa: E402
+from course_utils.sources import DATA_FILE, cache_dir, model_path  # noqa: E402
 from course_utils.training import common_args, load_model, precision  # noqa: E402
 from tools.smollm2 import smollm2_instruct  # noqa: E402
 
@@ -101,26 +104,38 @@ def implicit_reward_accuracy(
 
 
 @torch.no_grad()
-def refusal_scores(model, tokenizer, requests: list[str], batch_size: int = 32) -> list[float]:
+def refusal_scores(model, tokenizer, requests: list[str], bf16: bool = False, batch_size: int = 32) -> list[float]:
     """How ready the model is to decline each request: log of the probability that its reply opens with a refusal."""
     model.eval()
     device = next(model.parameters()).device
-    prompts = [
-        tokenizer.apply_chat_template([{"role": "user", "content": r}], add_generation_prompt=True, return_dict=False)
-        for r in requests
-    ]
-    per_opening = []
-    for opening in REFUSAL_OPENINGS:
-        words = tokenizer.encode(opening, add_special_tokens=False)
-        logps = []
-        for start in range(0, len(prompts), batch_size):
-            rows = [ids + words for ids in prompts[start : start + batch_size]]
-            inputs = evaluation._left_padded(rows, tokenizer.pad_token_id, device)
-            logits = model(**inputs, logits_to_keep=len(words) + 1).logits[:, :-1].float()
-            targets = torch.tensor(words, device=device).expand(len(rows), -1)
-            logps.append((logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)).sum(-1))
-        per_opening.append(torch.cat(logps))
-    return torch.stack(per_opening).logsumexp(0).tolist()  # the openings' probabilities, summed
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    openings = [tokenizer.encode(opening, add_special_tokens=False) for opening in REFUSAL_OPENINGS]
+    scores = []
+    for start in range(0, len(requests), batch_size):
+        chats = [[{"role": "user", "content": r}] for r in requests[start : start + batch_size]]
+        rows = [tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_dict=False) for chat in chats]
+        inputs = evaluation._left_padded(rows, tokenizer.pad_token_id, device)
+        with autocast:  # the prompt once; each opening's tokens then read its cached keys and values
+            out = model(**inputs, use_cache=True, logits_to_keep=1)
+        first = out.logits[:, -1].float().log_softmax(-1)
+        cache, batch = out.past_key_values, len(rows)
+        per_opening = []
+        for words in openings:
+            logp = first[:, words[0]]
+            if len(words) > 1:
+                rest = torch.tensor(words[:-1], device=device).expand(batch, -1)
+                attention = torch.cat([inputs["attention_mask"], torch.ones_like(rest)], dim=1)
+                positions = inputs["position_ids"][:, -1:] + torch.arange(1, len(words), device=device)
+                with autocast:
+                    logits = model(
+                        input_ids=rest, attention_mask=attention, position_ids=positions, past_key_values=cache
+                    ).logits.float()
+                cache.crop(1 - len(words))  # back to the prompt alone, for the next opening
+                targets = torch.tensor(words[1:], device=device).expand(batch, -1)
+                logp = logp + logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1).sum(-1)
+            per_opening.append(logp)
+        scores += torch.stack(per_opening).logsumexp(0).tolist()  # the openings' probabilities, summed
+    return scores
 
 
 def auc(positives: list[float], negatives: list[float]) -> float:
@@ -136,6 +151,41 @@ def frontier(unsafe: list[float], safe: list[float]) -> list[tuple[float, float]
         for t in sorted({*unsafe, *safe})
     ]
     return [(1.0, 0.0), *points]
+
+
+def file_hash(path: Path) -> str:
+    """A file's SHA-256."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def untrained_key(folder: Path, **inputs) -> dict:
+    """What decides the untrained model's measures and answers: weights, data, inputs, code, libraries, hardware."""
+    code = [inspect.getsource(f) for f in (measure, answering_pairs, refusal_scores)]
+    code += [Path(module.__file__).read_text(encoding="utf-8") for module in (evaluation, refusal)]
+    return {
+        "weights": file_hash(folder / "model.safetensors"),
+        "data": file_hash(DATA_FILE),
+        "code": hashlib.sha256("".join(code).encode()).hexdigest(),
+        "versions": {name: version(name) for name in ("torch", "transformers", "trl")},
+        "hardware": cost.hardware(),
+        **inputs,
+    }
+
+
+def cached(key: dict, compute):
+    """`compute()`'s JSON result, kept in the course cache under a hash of `key`: the untrained model measures and
+    answers the same on every run, and that was a quarter of a run's time."""
+    path = (
+        cache_dir() / "real-run" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
+    )
+    if path.exists():
+        print(f"read from the cache: {path}")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".partial").write_text(json.dumps(compute()))
+        path.with_suffix(".partial").replace(path)  # whole or not at all, should the run be stopped
+    return json.loads(path.read_text())
 
 
 def teaches_declining(pair: dict) -> bool:
@@ -183,10 +233,12 @@ def measure(model, tokenizer, test_pairs, prompts, rows, bf16: bool, tokens: int
     red_team = evaluation.generate(model, tokenizer, prompts, tokens, batch_size=32, bf16=bf16)
     start = time.perf_counter()
     sides = evaluation.both_sides(model, tokenizer, rows, [], [], tokens, bf16)
-    scores = refusal_scores(model, tokenizer, [row["prompt"] for row in rows])  # one forward pass per opening
-    by_label = {label: [s for s, row in zip(scores, rows, strict=True) if row["label"] == label] for label in LABELS}
+    xstest = [row for row in rows if row["label"] in LABELS]
+    scores = refusal_scores(model, tokenizer, [row["prompt"] for row in xstest], bf16)  # no generation
+    by_label = {label: [s for s, row in zip(scores, xstest, strict=True) if row["label"] == label] for label in LABELS}
+    in_order = iter(scores)
     return {
-        "scores": scores,
+        "scores": [next(in_order) if row["label"] in LABELS else None for row in rows],  # none for the instructions
         "auc": auc(by_label["unsafe"], by_label["safe"]),
         "frontier": frontier(by_label["unsafe"], by_label["safe"]),
         "logps": logps,
@@ -238,10 +290,21 @@ def main() -> None:
 
     device = device_settings(cpu_bf16=profile.cpu_bf16)
     model = load_model(path)
-    before = measure(model, tokenizer, test, prompts, rows, device["bf16"], tokens["reply"])
     refusals = [pair["chosen"][0]["content"] for pair in declining]
     n_answering = 4 if args.smoke else PAIRS["answering"]
-    answering = answering_pairs(model, tokenizer, seed_tasks(), refusals, n_answering, device["bf16"], tokens["answer"])
+    inputs = {"test": test.to_list(), "prompts": prompts, "rows": rows, "refusals": refusals, "n": n_answering}
+    key = untrained_key(Path(path), **inputs, tokens=tokens, openings=REFUSAL_OPENINGS, bf16=device["bf16"], seed=SEED)
+    before = cached(
+        key | {"what": "before"},
+        lambda: measure(model, tokenizer, test, prompts, rows, device["bf16"], tokens["reply"]),
+    )
+    own_answers = cached(
+        key | {"what": "answering pairs"},
+        lambda: answering_pairs(
+            model, tokenizer, seed_tasks(), refusals, n_answering, device["bf16"], tokens["answer"]
+        ).to_list(),
+    )
+    answering = Dataset.from_list(own_answers)
     if args.smoke:
         declining = declining.select(range(4))
     train = concatenate_datasets([declining, answering]).shuffle(seed=SEED)
