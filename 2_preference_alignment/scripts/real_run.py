@@ -118,7 +118,7 @@ def refusal_scores(model, tokenizer, requests: list[str], bf16: bool = False, ba
         with autocast:  # the prompt once; each opening's tokens then read its cached keys and values
             out = model(**inputs, use_cache=True, logits_to_keep=1)
         first = out.logits[:, -1].float().log_softmax(-1)
-        cache, batch = out.past_key_values, len(rows)
+        cache, batch = out.cache, len(rows)
         per_opening = []
         for words in openings:
             logp = first[:, words[0]]
@@ -128,7 +128,7 @@ def refusal_scores(model, tokenizer, requests: list[str], bf16: bool = False, ba
                 positions = inputs["position_ids"][:, -1:] + torch.arange(1, len(words), device=device)
                 with autocast:
                     logits = model(
-                        input_ids=rest, attention_mask=attention, position_ids=positions, past_key_values=cache
+                        input_ids=rest, attention_mask=attention, position_ids=positions, cache=cache
                     ).logits.float()
                 cache.crop(1 - len(words))  # back to the prompt alone, for the next opening
                 targets = torch.tensor(words[1:], device=device).expand(batch, -1)
