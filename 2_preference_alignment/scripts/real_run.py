@@ -176,9 +176,8 @@ def untrained_key(folder: Path, **inputs) -> dict:
 def cached(key: dict, compute):
     """`compute()`'s JSON result, kept in the course cache under a hash of `key`: the untrained model measures and
     answers the same on every run, and that was a quarter of a run's time."""
-    path = (
-        cache_dir() / "real-run" / f"{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.json"
-    )
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / "real-run" / f"{digest}.json"
     if path.exists():
         print(f"read from the cache: {path}")
     else:
